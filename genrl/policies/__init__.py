@@ -1,0 +1,51 @@
+"""Model adapters. `load_policy(path, **options)` picks the adapter from the pipeline directory's
+model_index.json `_class_name` (or `family=` explicitly) and calls its `from_pretrained(path, **options)`."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+
+from genrl.policies.base import Cond, FlowPolicy
+
+# pipeline class name (model_index.json) -> (family, "module:AdapterClass")
+ADAPTERS: dict[str, tuple[str, str]] = {
+    "ShapesPipeline": ("shapes", "genrl.policies.shapes:ShapesPolicy"),
+    "StableDiffusion3Pipeline": ("sd3", "genrl.policies.sd3:SD3Policy"),
+    "FluxPipeline": ("flux", "genrl.policies.flux:FluxPolicy"),
+}
+FAMILIES = {fam: target for fam, target in ADAPTERS.values()}
+
+
+def pipeline_class_name(path: str, local_files_only: bool = False) -> str:
+    """The `_class_name` in `path`/model_index.json (a local dir or a hub id)."""
+    if os.path.isdir(path):
+        index = os.path.join(path, "model_index.json")
+        if not os.path.isfile(index):
+            raise FileNotFoundError(f"{path} has no model_index.json; point model.path at a pipeline directory")
+    elif os.path.exists(path) or path.startswith((".", "/")) or path.count("/") != 1:
+        raise FileNotFoundError(f"model path {path!r} does not exist (expected a local pipeline dir or a hub id)")
+    else:
+        from huggingface_hub import hf_hub_download
+
+        index = hf_hub_download(path, "model_index.json", local_files_only=local_files_only)
+    with open(index) as f:
+        return json.load(f).get("_class_name", "?")
+
+
+def load_policy(path: str, family: str | None = None, **options) -> FlowPolicy:
+    if family is None:
+        cls_name = pipeline_class_name(path, options.get("local_files_only", False))
+        if cls_name not in ADAPTERS:
+            raise ValueError(f"{path}: pipeline class {cls_name!r} is not supported; supported: {', '.join(ADAPTERS)}")
+        target = ADAPTERS[cls_name][1]
+    elif family in FAMILIES:
+        target = FAMILIES[family]
+    else:
+        raise ValueError(f"unknown model family {family!r}; supported: {', '.join(FAMILIES)}")
+    module, cls = target.split(":")
+    return getattr(importlib.import_module(module), cls).from_pretrained(path, **options)
+
+
+__all__ = ["ADAPTERS", "Cond", "FlowPolicy", "load_policy", "pipeline_class_name"]

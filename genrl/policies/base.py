@@ -1,0 +1,65 @@
+"""The interface every model adapter implements, so the one loop can drive any flow model.
+
+Time convention: t = sigma in [0, 1], t = 1 is pure noise, t = 0 is data, x_t = (1 - t) x0 + t eps,
+velocity v = eps - x0. `velocity()` takes sigma in this convention and converts to the model's own
+timestep convention inside (SD3: 1000*sigma, FLUX: sigma, ...).
+
+Adapters are flat: one file per model family, each subclassing FlowPolicy directly (never another adapter).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import torch
+from torch import nn
+
+Cond = dict[str, torch.Tensor]  # batch-first conditioning tensors (prompt embeddings, pooled, masks, ...)
+
+
+class FlowPolicy(nn.Module):
+    """A text-conditioned flow model wrapped for RL.
+
+    Required methods:
+      encode(prompts) -> Cond            conditioning for a list of prompts (cache per unique prompt)
+      velocity(x, sigma, cond) -> v      sigma: 0-d tensor or [B]; returns the model's velocity, same shape as x
+      decode(x) -> images                float [B, 3, H, W] in [0, 1]
+      noise_shape(batch, resolution)     shape of the initial noise (latent or pixel space)
+      trainable_parameters()             the parameters RL updates (LoRA or full)
+      disable_adapter()                  context manager: inside it velocity() is the frozen base/reference model
+      save_trainable(dir) / load_trainable(dir)   safetensors; the format a user loads back
+    """
+
+    #: dtype in which SDE / loss math runs regardless of model dtype
+    compute_dtype = torch.float32
+
+    def encode(self, prompts: list[str]) -> Cond:
+        raise NotImplementedError
+
+    def velocity(self, x: torch.Tensor, sigma: torch.Tensor, cond: Cond) -> torch.Tensor:
+        raise NotImplementedError
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def noise_shape(self, batch: int, resolution: int | None = None) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    @contextlib.contextmanager
+    def disable_adapter(self):
+        raise NotImplementedError
+        yield
+
+    def save_trainable(self, directory: str) -> None:
+        raise NotImplementedError
+
+    def load_trainable(self, directory: str) -> None:
+        raise NotImplementedError
+
+    def metadata_for(self, prompts: list[str]) -> list[dict[str, Any]] | None:
+        """Optional per-prompt metadata passed to rewards (e.g. the shapes world's structured spec)."""
+        return None

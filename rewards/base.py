@@ -1,0 +1,144 @@
+"""Core types of the reward zoo: RewardOutput, the Reward base class and image-input validation.
+
+A reward is a callable `reward(samples, prompts, metadata=None) -> RewardOutput`. `scores` is a float32
+tensor [N] (higher is better); `details` holds named per-sample extras (tensors [N] or lists of length N).
+Images are accepted as a list of PIL images (RGB), a list/array of uint8 HxWx3 arrays, or a float tensor
+[N, 3, H, W] in [0, 1]. This package imports nothing from genrl or samplers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+@dataclass
+class RewardOutput:
+    scores: torch.Tensor  # float32 [N]
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.scores = torch.as_tensor(self.scores, dtype=torch.float32).reshape(-1)
+
+
+class Reward:
+    """Base class. Subclasses set `name` and implement `score(images, prompts, metadata)`.
+
+    `__call__` validates inputs (lengths, image types), converts images once to a list of RGB PIL images
+    (`self.input_format = "pil"`) or a float tensor [N, 3, H, W] in [0, 1] (`"tensor"`), and batches
+    internally by `batch_size`.
+    """
+
+    name: str = "reward"
+    input_format: str = "pil"  # "pil" | "tensor" | "text"
+    batch_size: int = 16
+
+    def score(self, samples, prompts: list[str], metadata: list[dict] | None) -> RewardOutput:
+        raise NotImplementedError
+
+    def __call__(self, samples, prompts, metadata=None) -> RewardOutput:
+        prompts = _check_prompts(prompts)
+        n = len(prompts)
+        if self.input_format == "text":
+            samples = [str(s) for s in samples]
+        else:
+            samples = to_pil(samples) if self.input_format == "pil" else to_tensor(samples)
+        if len(samples) != n:
+            raise ValueError(f"{self.name}: got {len(samples)} samples but {n} prompts; pass one prompt per sample")
+        if n == 0:
+            raise ValueError(f"{self.name}: empty batch; pass at least one sample")
+        if metadata is not None and len(metadata) != n:
+            raise ValueError(f"{self.name}: metadata has {len(metadata)} entries for {n} samples")
+        outs = []
+        for i in range(0, n, self.batch_size):
+            sl = slice(i, i + self.batch_size)
+            outs.append(self.score(samples[sl], prompts[sl], None if metadata is None else metadata[sl]))
+        return concat_outputs(outs)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+def concat_outputs(outs: list[RewardOutput]) -> RewardOutput:
+    if len(outs) == 1:
+        return outs[0]
+    details: dict[str, Any] = {}
+    for k in outs[0].details:
+        vals = [o.details[k] for o in outs]
+        details[k] = torch.cat([torch.as_tensor(v) for v in vals]) if isinstance(vals[0], torch.Tensor) else sum(
+            (list(v) for v in vals), []
+        )
+    return RewardOutput(torch.cat([o.scores for o in outs]), details)
+
+
+def _check_prompts(prompts) -> list[str]:
+    if isinstance(prompts, str):
+        raise ValueError("prompts must be a list of strings (one per sample), not a single string")
+    prompts = list(prompts)
+    for p in prompts:
+        if not isinstance(p, str):
+            raise ValueError(f"prompts must be strings, got {type(p).__name__}")
+    return prompts
+
+
+def to_pil(images) -> list[Image.Image]:
+    """Convert any accepted image batch to a list of RGB PIL images (see module docstring)."""
+    if isinstance(images, torch.Tensor):
+        return [Image.fromarray(a) for a in _tensor_to_uint8(images)]
+    if isinstance(images, np.ndarray) and images.ndim == 4:
+        images = list(images)
+    out = []
+    for i, im in enumerate(images):
+        if isinstance(im, Image.Image):
+            if im.mode not in ("RGB", "RGBA", "L"):
+                raise ValueError(f"image {i} has mode {im.mode!r}; convert it with image.convert('RGB')")
+            out.append(im.convert("RGB"))
+        elif isinstance(im, np.ndarray):
+            if im.dtype != np.uint8 or im.ndim != 3 or im.shape[2] != 3:
+                raise ValueError(
+                    f"image {i}: numpy images must be uint8 HxWx3, got dtype {im.dtype} shape {im.shape}"
+                )
+            out.append(Image.fromarray(im))
+        elif isinstance(im, torch.Tensor):
+            out.append(Image.fromarray(_tensor_to_uint8(im[None])[0]))
+        else:
+            raise ValueError(
+                f"image {i} has type {type(im).__name__}; pass PIL images, uint8 HxWx3 arrays or a float tensor "
+                "[N,3,H,W] in [0,1]"
+            )
+    return out
+
+
+def to_tensor(images) -> torch.Tensor:
+    """Convert any accepted image batch to a float32 tensor [N, 3, H, W] in [0, 1]."""
+    if isinstance(images, torch.Tensor):
+        _check_float_tensor(images)
+        return images.float()
+    pils = to_pil(images)
+    if not pils:
+        return torch.zeros(0, 3, 1, 1)
+    sizes = {p.size for p in pils}
+    if len(sizes) > 1:
+        raise ValueError(f"images have different sizes {sorted(sizes)}; resize them to one size first")
+    arr = np.stack([np.asarray(p, dtype=np.uint8) for p in pils])
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 255.0
+
+
+def _check_float_tensor(x: torch.Tensor) -> None:
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"image tensors must have shape [N, 3, H, W], got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise ValueError(f"image tensors must be float in [0, 1], got dtype {x.dtype}; divide uint8 by 255")
+    if x.numel() and (x.min() < -1e-3 or x.max() > 1 + 1e-3):
+        raise ValueError(
+            f"image tensor values must lie in [0, 1], got [{x.min():.3f}, {x.max():.3f}]; map [-1,1] with (x+1)/2"
+        )
+
+
+def _tensor_to_uint8(x: torch.Tensor) -> np.ndarray:
+    _check_float_tensor(x)
+    return (x.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()

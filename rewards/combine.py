@@ -1,0 +1,37 @@
+"""Weighted sum of several rewards: score = sum_k w_k * raw_score_k (no per-reward normalisation, as in
+Flow-GRPO's multi_score). Each component's raw scores are kept in details under its name."""
+
+from __future__ import annotations
+
+import torch
+
+from rewards.base import Reward, RewardOutput
+from rewards.registry import load
+
+
+class CombinedReward(Reward):
+    input_format = "raw"
+
+    def __init__(self, weights: dict[str, float], options: dict[str, dict] | None = None):
+        if not weights:
+            raise ValueError("combine() needs at least one reward, e.g. {'ocr': 1.0}")
+        options = options or {}
+        self.weights = {k: float(v) for k, v in weights.items()}
+        self.rewards = {k: load(k, **options.get(k, {})) for k in weights}
+        self.name = "+".join(f"{w:g}*{k}" for k, w in self.weights.items())
+
+    def __call__(self, samples, prompts, metadata=None) -> RewardOutput:
+        total, details = None, {}
+        for name, reward in self.rewards.items():
+            out = reward(samples, prompts, metadata)
+            details[name] = out.scores
+            for k, v in out.details.items():
+                details[f"{name}/{k}"] = v
+            total = out.scores * self.weights[name] if total is None else total + out.scores * self.weights[name]
+        return RewardOutput(total.to(torch.float32), details)
+
+
+def combine(weights: dict[str, float], options: dict[str, dict] | None = None) -> Reward:
+    """`combine({"pickscore": 1.0, "ocr": 0.5})` -> a Reward giving the weighted sum of raw scores.
+    `options` maps a reward name to its load() options."""
+    return CombinedReward(weights, options)

@@ -1,0 +1,56 @@
+"""Name -> reward factory registry: `load(name, **options)` and `available()`.
+
+Reward modules register themselves with `@register("name")` on a class or factory. Modules are imported
+lazily (see `_MODULES`) so `import rewards` stays light and optional dependencies load only when used.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Callable
+
+from rewards.base import Reward
+
+_FACTORIES: dict[str, Callable[..., Reward]] = {}
+# reward name -> module that registers it (add a line when adding a reward)
+_MODULES: dict[str, str] = {
+    "pickscore": "rewards.pickscore",
+    "clip_score": "rewards.clip_score",
+    "aesthetic": "rewards.aesthetic",
+    "hpsv2": "rewards.hpsv2",
+    "imagereward": "rewards.imagereward",
+    "ocr": "rewards.ocr",
+    "jpeg_compressibility": "rewards.jpeg",
+    "jpeg_incompressibility": "rewards.jpeg",
+    "geneval": "rewards.geneval",
+    "shapes": "rewards.shapes",
+    "vlm_judge": "rewards.vlm_judge",
+    "multiview3d": "rewards.multiview3d",
+    "math_answer": "rewards.verifiers",
+    "sudoku": "rewards.verifiers",
+    "countdown": "rewards.verifiers",
+}
+
+
+def register(name: str):
+    def deco(factory):
+        _FACTORIES[name] = factory
+        return factory
+
+    return deco
+
+
+def available() -> list[str]:
+    return sorted(set(_MODULES) | set(_FACTORIES))
+
+
+def load(name: str, **options) -> Reward:
+    """Build the reward called `name` with its options (e.g. model=..., device=..., local_files_only=...)."""
+    if name not in _FACTORIES and name in _MODULES:
+        importlib.import_module(_MODULES[name])
+    if name not in _FACTORIES:
+        close = difflib.get_close_matches(name, available(), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"unknown reward {name!r}{hint}; available: {', '.join(available())}")
+    return _FACTORIES[name](**options)
