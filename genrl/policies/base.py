@@ -54,6 +54,26 @@ class FlowPolicy(nn.Module):
         raise NotImplementedError
         yield
 
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """A detached copy of the trainable tensors (e.g. NFT's "old" policy, AWM's EMA policy)."""
+        return {n: p.detach().clone() for n, p in self.named_parameters() if p.requires_grad}
+
+    @contextlib.contextmanager
+    def use_trainable(self, state: dict[str, torch.Tensor]):
+        """Temporarily run with `state` (from trainable_state) in place of the trainable tensors; restores after.
+        Use under torch.no_grad() for old/EMA-policy forwards."""
+        params = dict(self.named_parameters())
+        saved = {n: params[n].detach().clone() for n in state}
+        with torch.no_grad():
+            for n, t in state.items():
+                params[n].copy_(t)
+        try:
+            yield self
+        finally:
+            with torch.no_grad():
+                for n, t in saved.items():
+                    params[n].copy_(t)
+
     def save_trainable(self, directory: str) -> None:
         raise NotImplementedError
 
