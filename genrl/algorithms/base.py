@@ -1,0 +1,256 @@
+"""The Algorithm interface: what every RL method plugs into the one loop (genrl/loop.py).
+
+Time convention: t = sigma in [0, 1], t = 1 is pure noise, t = 0 is data, x_t = (1 - t) x0 + t eps,
+velocity v = eps - x0. Log-probs are per-element MEANS (shape [B]) unless a method says otherwise.
+
+One training step of the loop (a "step" = one rollout + update round, `train.steps` counts these):
+
+    prompts (K-repeat groups; this rank's share)             genrl.data
+    batch = algo.rollout(policy, prompts, ctx)               default: samplers.sample with algo.rollout_spec()
+    batch.rewards = reward(images, prompts, metadata)        skipped when the rollout already set rewards
+    batch.advantages = algo.advantages(gathered rewards)     default: per-prompt group normalisation
+    for each micro-batch mb (train.batch_size samples):
+        for loss, metrics in algo.losses(policy, mb, ctx):   one backward per yielded term
+            backward(loss / micro_batches_per_update)
+        every micro_batches_per_update: clip, optimizer step, ema, algo.after_optimizer_step(policy, ctx)
+    algo.after_step(policy, ctx)                              e.g. NFT old-policy / AWM EMA-policy soft update
+
+A new method is ONE file `genrl/algorithms/<name>.py` that subclasses `Algorithm`, defines its config
+dataclass (subclass of `AlgorithmConfig`, fields = YAML keys under `algorithm:`), and registers itself:
+
+    @register_algorithm("nft")
+    class NFT(Algorithm):
+        Config = NFTConfig
+        def rollout_spec(self): return RolloutSpec(record="final", method=self.sample_cfg.method, ...)
+        def losses(self, policy, mb, ctx): ...
+
+and adds one line to `genrl/algorithms/__init__.py:_MODULES`. Methods whose rollout is not an image flow
+(diffusion LLMs with ELBO Monte-Carlo samples, robot policies acting in an environment) override
+`rollout()` and may set `batch.rewards` themselves; everything else in the loop stays the same.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from genrl.advantages import group_advantages
+
+
+@dataclass
+class AlgorithmConfig:
+    """Base of every algorithm's config section (`algorithm:` in YAML). `name` selects the registered class."""
+
+    name: str = "grpo"
+
+
+@dataclass
+class RolloutSpec:
+    """What the algorithm needs from the sampler.
+
+    record: "trajectory" (all x_t, per-step log-probs, SDE mask; Flow-GRPO) or "final" (clean samples only;
+    DiffusionNFT, AWM). method / noise_level / sde_window are passed to `samplers.sample`. cfg_scale > 1 runs
+    classifier-free guidance with the empty-prompt embedding as the negative (one concatenated forward).
+    """
+
+    method: str = "euler"
+    noise_level: float = 0.0
+    sde_window: tuple[int, int] | None = None
+    record: str = "final"
+    cfg_scale: float = 1.0
+    steps: int = 10
+    shift: float = 1.0
+
+
+class Batch:
+    """Named batch-first fields of a rollout. Tensors are indexed along dim 0; lists are indexed per element;
+    anything else (sigmas, sde_steps, the window) is shared by the whole batch and copied as is.
+
+    Common fields set by the default rollout: prompts (list[str]), group (long [B], prompt-group id),
+    metadata (list[dict] | None), cond / uncond (dicts of tensors), samples (final latents), images
+    ([B,3,H,W] in [0,1]), and with record="trajectory": latents [B, T+1, ...], log_probs [B, T],
+    sigmas [T+1], sde_steps bool [T]. The loop adds rewards [B] and advantages [B].
+    """
+
+    def __init__(self, **fields: Any):
+        self.__dict__["_f"] = dict(fields)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["_f"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self._f[name] = value
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._f
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._f.get(name, default)
+
+    def keys(self):
+        return self._f.keys()
+
+    def __len__(self) -> int:
+        return len(self._f["prompts"])
+
+    def select(self, idx: torch.Tensor | list[int]) -> Batch:
+        """The sub-batch at integer positions `idx` (per-sample fields only; shared fields copied)."""
+        idx_t = torch.as_tensor(idx, dtype=torch.long)
+        idx_l = idx_t.tolist()
+        n = len(self)
+        return Batch(**{k: _take(v, idx_t, idx_l, n) for k, v in self._f.items()})
+
+    @staticmethod
+    def cat(batches: list[Batch]) -> Batch:
+        """Concatenate batches with the same fields along the batch dimension."""
+        first = batches[0]
+        n = len(first)
+        out = {}
+        for k in first._f:
+            vals = [b._f[k] for b in batches]
+            out[k] = _cat(vals, n)
+        return Batch(**out)
+
+
+def _is_per_sample(v: Any, n: int) -> bool:
+    if isinstance(v, torch.Tensor):
+        return v.ndim > 0 and v.shape[0] == n
+    if isinstance(v, list):
+        return len(v) == n
+    if isinstance(v, dict):
+        return bool(v) and all(_is_per_sample(x, n) for x in v.values())
+    return False
+
+
+def _take(v: Any, idx_t: torch.Tensor, idx_l: list[int], n: int) -> Any:
+    if not _is_per_sample(v, n):
+        return v
+    if isinstance(v, torch.Tensor):
+        return v[idx_t.to(v.device)]
+    if isinstance(v, list):
+        return [v[i] for i in idx_l]
+    return {k: _take(x, idx_t, idx_l, n) for k, x in v.items()}
+
+
+def _cat(vals: list[Any], n: int) -> Any:
+    v0 = vals[0]
+    if v0 is None or not _is_per_sample(v0, n):
+        return v0
+    if isinstance(v0, torch.Tensor):
+        return torch.cat(vals)
+    if isinstance(v0, list):
+        return sum((list(v) for v in vals), [])
+    return {k: _cat([v[k] for v in vals], n) for k in v0}
+
+
+@dataclass
+class StepContext:
+    """What the loop hands to algorithm hooks. `generator` is seeded from (run.seed, step, rank) so any fresh
+    randomness an algorithm draws (NFT/AWM re-noising, timestep choice) is reproducible and resume-exact."""
+
+    step: int  # current training step (0-based; the round being run)
+    update: int  # optimizer updates done so far
+    generator: torch.Generator
+    rng: random.Random
+    device: torch.device
+    num_processes: int = 1
+    process_index: int = 0
+    autocast: Any = None  # a context-manager factory (accelerator.autocast); None -> no autocast
+    extra: dict = field(default_factory=dict)
+
+    def amp(self):
+        import contextlib
+
+        return self.autocast() if self.autocast is not None else contextlib.nullcontext()
+
+
+class Algorithm:
+    """Base class of an RL method. Subclasses set `Config` and implement `losses` (or `loss`).
+
+    Constructed as `Algo(config, sample_cfg, advantage_cfg)`; `config` is the algorithm's own dataclass,
+    `sample_cfg` the `sample:` section (sampler method, steps, noise level, CFG, window), `advantage_cfg`
+    the `advantage:` section.
+    """
+
+    Config: type[AlgorithmConfig] = AlgorithmConfig
+    name: str = "base"
+
+    def __init__(self, config: AlgorithmConfig, sample_cfg: Any, advantage_cfg: Any):
+        self.config = config
+        self.sample_cfg = sample_cfg
+        self.advantage_cfg = advantage_cfg
+
+    # ---- rollout -------------------------------------------------------------------------------------------
+    def rollout_spec(self) -> RolloutSpec:
+        """Default: clean final samples with the configured sampler (no trajectory)."""
+        s = self.sample_cfg
+        return RolloutSpec(
+            method=s.method, noise_level=s.noise_level, sde_window=None, record="final",
+            cfg_scale=s.cfg_scale, steps=s.steps, shift=s.shift,
+        )
+
+    def rollout(self, policy, prompts: list[str], groups: torch.Tensor, ctx: StepContext) -> Batch:
+        """Generate one rollout batch for `prompts` (group ids `groups`). Default: the image-flow rollout
+        (genrl.rollout.flow_rollout) with `rollout_spec()`. Override for non-image-flow methods."""
+        from genrl.rollout import flow_rollout
+
+        return flow_rollout(policy, prompts, groups, self.rollout_spec(), ctx, resolution=self.sample_cfg.resolution)
+
+    # ---- advantages ----------------------------------------------------------------------------------------
+    def advantages(self, rewards: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+        """Advantages from the GATHERED rewards of the whole step (all ranks). Default: per-prompt group
+        normalisation with the `advantage:` options (global std, clip)."""
+        a = self.advantage_cfg
+        return group_advantages(rewards, groups, global_std=a.global_std, clip=a.clip_max, eps=a.eps)
+
+    # ---- training ------------------------------------------------------------------------------------------
+    def loss(self, policy, mb: Batch, ctx: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
+        """Loss of one micro-batch and scalar metrics. Implement this OR `losses`."""
+        raise NotImplementedError
+
+    def losses(self, policy, mb: Batch, ctx: StepContext) -> Iterator[tuple[torch.Tensor, dict[str, float]]]:
+        """Yield (loss, metrics) terms of one micro-batch; the loop back-propagates each term as soon as it is
+        yielded (so e.g. Flow-GRPO frees each timestep's graph before the next). Each term must already be
+        scaled so that their SUM is the micro-batch loss. Default: the single term `loss()`."""
+        yield self.loss(policy, mb, ctx)
+
+    # ---- hooks ---------------------------------------------------------------------------------------------
+    def setup(self, policy, ctx: StepContext) -> None:
+        """Called once before training (after resume state is loaded), e.g. to create an old-policy copy."""
+
+    def after_optimizer_step(self, policy, ctx: StepContext) -> None:
+        """Called after every optimizer update."""
+
+    def after_step(self, policy, ctx: StepContext) -> None:
+        """Called after all updates of a step (the reference repos' "epoch")."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume exactly (tensors, numbers, strings, lists, dicts)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+_REGISTRY: dict[str, type[Algorithm]] = {}
+
+
+def register_algorithm(name: str):
+    def deco(cls: type[Algorithm]) -> type[Algorithm]:
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def config_fields(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
