@@ -1,0 +1,148 @@
+"""Advantage Weighted Matching (Xue et al., arXiv 2509.25050; code scxue/advantage_weighted_matching @be51372),
+reimplemented from the reference notes (flow_methods.md §3).
+
+Time convention: t = sigma in [0, 1], t = 1 is noise, t = 0 is data, x_t = (1 - t) x0 + t eps, v* = eps - x0.
+
+The method, top to bottom:
+  1. Rollout with ANY sampler (the reference: SA-Solver, mildly stochastic; no CFG) by the current policy. Only the
+     clean final samples x0 are kept.
+  2. Group-relative advantage, clipped to +-adv_clip_max and scaled to [-1, 1]: A = clip(A_raw, -5, 5) / 5.
+  3. Per micro-batch, n_train (= 6) training times shared by its B samples, one per stratum of the rollout grid's
+     step indices (`stratified_indices`); fresh eps; one forward over all (t, sample) pairs (batch n_train * B).
+         e    = mean_elements (v_theta(x_t, t) - (eps - x0))^2            per (t, sample), float64
+         l    = -t ((e + 1e-10)^p - (1e-10)^p) / p                       "ghuber" weighting, p = 0.25
+         ratio = exp(l - sg(l_old)),  l_old = sg(l) (strictly on-policy, so ratio == 1)
+         L    = mean max(-A ratio, -A clip(ratio, 1 - c, 1 + c))
+              + kl_beta mean (v_theta - v_ref)^2 + ema_beta mean (v_theta - v_ema)^2
+     The gradient is A * grad[t e^p / p]: advantage-weighted, robustly weighted flow matching.
+  4. After each optimizer step: theta_ema <- d theta_ema + (1 - d) theta, d = min(0.3, 0.001 step).
+"""
+
+from __future__ import annotations
+
+import torch
+
+# ----------------------------------------------------------------------------------------------------------------
+# Pure math (tested against hand-computed cases in tests/test_awm_math.py)
+# ----------------------------------------------------------------------------------------------------------------
+
+TIME_TYPES = ("discrete_wo_init", "discrete")
+
+
+def stratified_indices(
+    num_steps: int,
+    n_train: int = 6,
+    time_type: str = "discrete_wo_init",
+    timestep_fraction: float = 0.9,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """n_train grid step indices, one uniformly drawn from each of n_train strata of [lo, hi), hi =
+    int(num_steps * timestep_fraction), lo = 1 for `discrete_wo_init` (excludes t = 1) or 0 for `discrete`.
+    Stratum k is [floor(b_k), floor(b_{k+1})) with b = linspace(lo, hi, n_train + 1); for 14 steps and 6 strata:
+    {1}, {2,3}, {4,5}, {6,7}, {8,9}, {10,11} (discrete_wo_init)."""
+    if time_type not in TIME_TYPES:
+        raise ValueError(f"unknown AWM time_type {time_type!r}; choose one of {', '.join(TIME_TYPES)}")
+    lo = 1 if time_type == "discrete_wo_init" else 0
+    hi = int(num_steps * timestep_fraction)
+    if hi - lo < n_train:
+        raise ValueError(
+            f"AWM needs at least n_train={n_train} grid steps in [{lo}, {hi}); raise the rollout steps or lower "
+            "algorithm.n_train"
+        )
+    bounds = torch.linspace(lo, hi, n_train + 1, dtype=torch.float64).floor().long()
+    u = torch.rand(n_train, generator=generator, dtype=torch.float64)
+    width = (bounds[1:] - bounds[:-1]).double()
+    return bounds[:-1] + (u * width).floor().long().clamp_max((width - 1).long())
+
+
+def scale_advantages(advantages: torch.Tensor, adv_clip_max: float = 5.0, advantage_max: float = 1.0) -> torch.Tensor:
+    """A = clip(A_raw, -adv_clip_max, adv_clip_max) * (advantage_max / adv_clip_max), i.e. into [-1, 1]."""
+    if adv_clip_max <= 0:
+        raise ValueError(f"adv_clip_max must be > 0, got {adv_clip_max}; the reference uses 5")
+    return advantages.float().clamp(-adv_clip_max, adv_clip_max) * (advantage_max / adv_clip_max)
+
+
+def ghuber_logprob(err: torch.Tensor, t: torch.Tensor, p: float = 0.25, eps: float = 1e-10) -> torch.Tensor:
+    """The 'log-prob surrogate' l = -t ((e + eps)^p - eps^p) / p, computed in float64 (e >= 0, t broadcastable)."""
+    if not 0 < p <= 1:
+        raise ValueError(f"ghuber power p must be in (0, 1], got {p}; the reference uses 0.25")
+    e = err.to(torch.float64)
+    return -t.to(torch.float64) * ((e + eps) ** p - eps**p) / p
+
+
+def weighted_logprob(err: torch.Tensor, t: torch.Tensor, weighting: str = "ghuber", p: float = 0.25) -> torch.Tensor:
+    """l(theta) for the reference's weightings: ghuber (default), uniform (-e), t (-t e), t2 (-t^2 e)."""
+    e, t = err.to(torch.float64), t.to(torch.float64)
+    if weighting == "ghuber":
+        return ghuber_logprob(e, t, p)
+    if weighting == "uniform":
+        return -e
+    if weighting == "t":
+        return -t * e
+    if weighting == "t2":
+        return -t * t * e
+    raise ValueError(f"unknown AWM weighting {weighting!r}; choose ghuber, uniform, t or t2")
+
+
+def awm_loss(
+    v_theta: torch.Tensor,
+    target: torch.Tensor,
+    t: torch.Tensor,
+    advantages: torch.Tensor,
+    weighting: str = "ghuber",
+    p: float = 0.25,
+    clip_range: float = 1.0,
+    logprob_old: torch.Tensor | None = None,
+    v_ref: torch.Tensor | None = None,
+    kl_beta: float = 0.0,
+    v_ema: torch.Tensor | None = None,
+    ema_beta: float = 0.0,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The AWM loss on one forward batch of (t, sample) pairs.
+
+    v_theta, target (= eps - x0), v_ref, v_ema: [N, ...]; t, advantages (already scaled to [-1, 1]): [N].
+    logprob_old defaults to sg(l) (on-policy, ratio == 1). Returns (loss, metrics).
+    """
+    err = (v_theta.to(torch.float64) - target.to(torch.float64)).square().flatten(1).mean(1)
+    logp = weighted_logprob(err, t, weighting, p)
+    old = logp.detach() if logprob_old is None else logprob_old.to(torch.float64).detach()
+    ratio = torch.exp(logp - old)
+    adv = advantages.to(torch.float64)
+    unclipped = -adv * ratio
+    clipped = -adv * ratio.clamp(1.0 - clip_range, 1.0 + clip_range)
+    policy_loss = torch.maximum(unclipped, clipped).mean()
+    loss = policy_loss.float()
+    metrics = {
+        "policy_loss": policy_loss.item(),
+        "fm_error": err.mean().item(),
+        "ratio_mean": ratio.mean().item(),
+        "adv_abs_mean": adv.abs().mean().item(),
+    }
+    vt = v_theta.float()
+    if kl_beta > 0:
+        if v_ref is None:
+            raise ValueError("kl_beta > 0 needs v_ref (the base model's velocity, LoRA disabled)")
+        kl = (vt - v_ref.float().detach()).square().mean()
+        loss = loss + kl_beta * kl
+        metrics["kl_loss"] = kl.item()
+    if ema_beta > 0:
+        if v_ema is None:
+            raise ValueError("ema_beta > 0 needs v_ema (the EMA policy's velocity)")
+        kl_ema = (vt - v_ema.float().detach()).square().mean()
+        loss = loss + ema_beta * kl_ema
+        metrics["kl_ema_loss"] = kl_ema.item()
+    metrics["loss"] = loss.item()
+    return loss, metrics
+
+
+def ema_policy_decay(step: int, cap: float = 0.3, rate: float = 0.001) -> float:
+    """d for theta_ema <- d theta_ema + (1 - d) theta after optimizer step `step`: min(cap, rate * step)
+    (the reference's kl_ema_decay_type="linear")."""
+    return min(cap, rate * step)
+
+
+@torch.no_grad()
+def soft_update_(target: dict[str, torch.Tensor], source: dict[str, torch.Tensor], decay: float) -> None:
+    """In place: target <- decay target + (1 - decay) source (for every key of target)."""
+    for k, v in target.items():
+        v.mul_(decay).add_(source[k].detach().to(v.dtype), alpha=1.0 - decay)
