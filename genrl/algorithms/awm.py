@@ -20,7 +20,12 @@ The method, top to bottom:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+
+from genrl.algorithms.base import Algorithm, AlgorithmConfig, Batch, StepContext, register_algorithm
+from samplers.schedules import flow_sigmas
 
 # ----------------------------------------------------------------------------------------------------------------
 # Pure math (tested against hand-computed cases in tests/test_awm_math.py)
@@ -146,3 +151,98 @@ def soft_update_(target: dict[str, torch.Tensor], source: dict[str, torch.Tensor
     """In place: target <- decay target + (1 - decay) source (for every key of target)."""
     for k, v in target.items():
         v.mul_(decay).add_(source[k].detach().to(v.dtype), alpha=1.0 - decay)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The algorithm on the one loop
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class AWMConfig(AlgorithmConfig):
+    """`algorithm:` section for AWM (reference defaults, SD3.5-M GenEval: config/dgx_awm.py)."""
+
+    name: str = "awm"
+    n_train: int = 6  # training times per micro-batch, one per stratum, shared by its samples
+    time_type: str = "discrete_wo_init"  # discrete_wo_init (GenEval, OCR) | discrete (PickScore)
+    timestep_fraction: float = 0.9  # strata cover grid indices [lo, int(steps * fraction))
+    weighting: str = "ghuber"  # ghuber | uniform | t | t2
+    ghuber_p: float = 0.25
+    adv_clip_max: float = 5.0  # A = clip(A_raw, +-adv_clip_max) * advantage_max / adv_clip_max
+    advantage_max: float = 1.0
+    clip_range: float = 1.0  # PPO clip; 1.0 = no-op (the reference)
+    kl_beta: float = 0.001  # weight of mean (v_theta - v_base)^2 (GenEval 0.001, OCR 0.003, PickScore 0.0001)
+    ema_beta: float = 1.0  # weight of mean (v_theta - v_ema)^2
+    ema_decay_cap: float = 0.3  # EMA-policy decay d = min(cap, rate * update)
+    ema_decay_rate: float = 0.001
+
+
+@register_algorithm("awm")
+class AWM(Algorithm):
+    """Advantage Weighted Matching: advantage-weighted ghuber flow matching on re-noised clean samples."""
+
+    Config = AWMConfig
+
+    def __init__(self, config: AWMConfig, sample_cfg, advantage_cfg):
+        super().__init__(config, sample_cfg, advantage_cfg)
+        if config.time_type not in TIME_TYPES:
+            raise ValueError(f"algorithm.time_type {config.time_type!r} unknown; choose one of {', '.join(TIME_TYPES)}")
+        weighted_logprob(torch.zeros(1), torch.zeros(1), config.weighting, config.ghuber_p)  # validates early
+        self.ema: dict[str, torch.Tensor] | None = None  # theta_ema (trainable tensors)
+
+    def setup(self, policy, ctx: StepContext) -> None:
+        if self.ema is None:
+            self.ema = policy.trainable_state()
+
+    def loss(self, policy, mb: Batch, ctx: StepContext):
+        cfg = self.config
+        x0 = mb.samples.to(ctx.device, torch.float32)
+        b = x0.shape[0]
+        grid = flow_sigmas(self.sample_cfg.steps, self.sample_cfg.shift)
+        idx = stratified_indices(self.sample_cfg.steps, cfg.n_train, cfg.time_type, cfg.timestep_fraction,
+                                 ctx.generator)
+        t = grid[idx].to(ctx.device).repeat_interleave(b)  # t-major: [t0]*B, [t1]*B, ...
+        x0r = x0.repeat(cfg.n_train, *([1] * (x0.ndim - 1)))
+        eps = torch.randn(x0r.shape, generator=ctx.generator, device=ctx.generator.device).to(ctx.device)
+        tb = t.reshape(-1, *([1] * (x0.ndim - 1)))
+        x_t = (1 - tb) * x0r + tb * eps
+        cond = _repeat(mb.cond, cfg.n_train)
+        adv = scale_advantages(mb.advantages.float(), cfg.adv_clip_max, cfg.advantage_max).to(ctx.device)
+        # no-grad forwards first (use_trainable swaps parameter values in place)
+        v_ref = v_ema = None
+        with torch.no_grad(), ctx.amp():
+            if cfg.kl_beta > 0:
+                with policy.disable_adapter():
+                    v_ref = policy.velocity(x_t, t, cond)
+            if cfg.ema_beta > 0:
+                with policy.use_trainable(self.ema):
+                    v_ema = policy.velocity(x_t, t, cond)
+        with ctx.amp():
+            v_theta = policy.velocity(x_t, t, cond)
+        return awm_loss(
+            v_theta, eps - x0r, t, adv.repeat(cfg.n_train), cfg.weighting, cfg.ghuber_p, cfg.clip_range,
+            v_ref=v_ref, kl_beta=cfg.kl_beta, v_ema=v_ema, ema_beta=cfg.ema_beta,
+        )
+
+    def after_step(self, policy, ctx: StepContext) -> None:
+        d = ema_policy_decay(ctx.update, self.config.ema_decay_cap, self.config.ema_decay_rate)
+        soft_update_(self.ema, policy.trainable_state(), d)
+        ctx.extra["awm_ema_decay"] = d
+
+    def state_dict(self) -> dict:
+        return {"ema": {k: v.detach().cpu() for k, v in (self.ema or {}).items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("ema"):
+            self.ema = {k: v.clone() for k, v in state["ema"].items()}
+
+
+def _repeat(cond, n: int):
+    """Repeat batch-first conditioning n times along dim 0 (t-major, matching x.repeat(n, ...))."""
+    if isinstance(cond, torch.Tensor):
+        return cond.repeat(n, *([1] * (cond.ndim - 1)))
+    if isinstance(cond, dict):
+        return {k: _repeat(v, n) for k, v in cond.items()}
+    if isinstance(cond, list):
+        return cond * n
+    return cond

@@ -22,7 +22,12 @@ All means are per-element means (then over the batch), as in the reference code.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+
+from genrl.algorithms.base import Algorithm, AlgorithmConfig, Batch, StepContext, register_algorithm
+from samplers.schedules import flow_sigmas
 
 # ----------------------------------------------------------------------------------------------------------------
 # Pure math (tested against hand-computed cases in tests/test_nft_math.py)
@@ -125,3 +130,81 @@ def grid_timestep_choices(
     n_train = max(1, int(n * timestep_fraction))
     perms = torch.stack([torch.randperm(n, generator=generator) for _ in range(batch)])
     return grid[perms[:, :n_train]]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The algorithm on the one loop
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class NFTConfig(AlgorithmConfig):
+    """`algorithm:` section for DiffusionNFT (reference defaults, SD3.5-M GenEval/PickScore)."""
+
+    name: str = "nft"
+    beta: float = 1.0  # NFT mixing coefficient of v+/v- (0.1 for OCR and multi-reward)
+    kl_beta: float = 1e-4  # weight of mean (v_theta - v_base)^2 (train.beta in the reference); 0 disables
+    adv_clip_max: float = 5.0  # r = clip(0.5 + A / (2 adv_clip_max), 0, 1); also the loss scale
+    timestep_fraction: float = 0.99  # train int(N * fraction) of the N rollout-grid times per sample
+    decay_type: int = 1  # old-policy soft-update schedule: 0 on-policy, 1 default, 2 OCR
+
+
+@register_algorithm("nft")
+class NFT(Algorithm):
+    """DiffusionNFT: rollouts by the old policy with any sampler, clean samples only, loss on re-noised samples."""
+
+    Config = NFTConfig
+
+    def __init__(self, config: NFTConfig, sample_cfg, advantage_cfg):
+        super().__init__(config, sample_cfg, advantage_cfg)
+        if config.beta <= 0:
+            raise ValueError(f"algorithm.beta must be > 0, got {config.beta}; the reference uses 1.0 (OCR: 0.1)")
+        old_policy_decay(0, config.decay_type)  # validates decay_type early
+        self.old: dict[str, torch.Tensor] | None = None  # theta_old (trainable tensors)
+
+    def setup(self, policy, ctx: StepContext) -> None:
+        if self.old is None:
+            self.old = policy.trainable_state()
+
+    def rollout(self, policy, prompts, groups, ctx: StepContext) -> Batch:
+        with policy.use_trainable(self.old):  # data is collected by the old policy
+            return super().rollout(policy, prompts, groups, ctx)
+
+    def losses(self, policy, mb: Batch, ctx: StepContext):
+        cfg = self.config
+        x0 = mb.samples.to(ctx.device, torch.float32)
+        b = x0.shape[0]
+        grid = flow_sigmas(self.sample_cfg.steps, self.sample_cfg.shift)
+        times = grid_timestep_choices(grid, b, cfg.timestep_fraction, ctx.generator)  # [B, n_train]
+        r = optimality_probability(mb.advantages.float(), cfg.adv_clip_max).to(ctx.device)
+        n_train = times.shape[1]
+        for j in range(n_train):
+            t = times[:, j].to(ctx.device)
+            eps = torch.randn(x0.shape, generator=ctx.generator, device=ctx.generator.device).to(ctx.device)
+            tb = t.reshape(-1, *([1] * (x0.ndim - 1)))
+            x_t = (1 - tb) * x0 + tb * eps
+            # no-grad forwards first: use_trainable swaps parameter values in place, which must not happen
+            # between the grad forward and its backward
+            with torch.no_grad(), ctx.amp():
+                with policy.use_trainable(self.old):
+                    v_old = policy.velocity(x_t, t, mb.cond)
+                v_ref = None
+                if cfg.kl_beta > 0:
+                    with policy.disable_adapter():
+                        v_ref = policy.velocity(x_t, t, mb.cond)
+            with ctx.amp():
+                v_theta = policy.velocity(x_t, t, mb.cond)
+            loss, metrics = nft_loss(x0, x_t, t, v_theta, v_old, r, cfg.beta, cfg.adv_clip_max, v_ref, cfg.kl_beta)
+            yield loss / n_train, metrics
+
+    def after_step(self, policy, ctx: StepContext) -> None:
+        eta = old_policy_decay(ctx.update, self.config.decay_type)
+        soft_update_(self.old, policy.trainable_state(), eta)
+        ctx.extra["nft_old_decay"] = eta
+
+    def state_dict(self) -> dict:
+        return {"old": {k: v.detach().cpu() for k, v in (self.old or {}).items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("old"):
+            self.old = {k: v.clone() for k, v in state["old"].items()}
