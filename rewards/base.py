@@ -30,7 +30,7 @@ class Reward:
 
     `__call__` validates inputs (lengths, image types), converts images once to a list of RGB PIL images
     (`self.input_format = "pil"`) or a float tensor [N, 3, H, W] in [0, 1] (`"tensor"`), and batches
-    internally by `batch_size`.
+    internally by `batch_size` (`score` sees at most `batch_size` samples at a time).
     """
 
     name: str = "reward"
@@ -43,6 +43,8 @@ class Reward:
     def __call__(self, samples, prompts, metadata=None) -> RewardOutput:
         prompts = _check_prompts(prompts)
         n = len(prompts)
+        if samples is None or (not isinstance(samples, torch.Tensor | np.ndarray) and len(samples) == 0):
+            raise ValueError(f"{self.name}: empty batch; pass at least one sample")
         if self.input_format == "text":
             samples = [str(s) for s in samples]
         else:
@@ -53,14 +55,41 @@ class Reward:
             raise ValueError(f"{self.name}: empty batch; pass at least one sample")
         if metadata is not None and len(metadata) != n:
             raise ValueError(f"{self.name}: metadata has {len(metadata)} entries for {n} samples")
+        bs = max(1, int(self.batch_size))
         outs = []
-        for i in range(0, n, self.batch_size):
-            sl = slice(i, i + self.batch_size)
-            outs.append(self.score(samples[sl], prompts[sl], None if metadata is None else metadata[sl]))
-        return concat_outputs(outs)
+        for i in range(0, n, bs):
+            sl = slice(i, i + bs)
+            outs.append(self.score(samples[sl], prompts[sl], None if metadata is None else list(metadata)[sl]))
+        out = concat_outputs(outs)
+        if out.scores.shape[0] != n:
+            raise RuntimeError(f"{self.name}: produced {out.scores.shape[0]} scores for {n} samples")
+        return out
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """None -> "cuda" when available, else "cpu"."""
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(device)
+
+
+_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
+           "half": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+
+
+def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
+    """None -> float32; accepts torch dtypes and names like "bf16", "float16"."""
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    key = str(dtype).removeprefix("torch.").lower()
+    if key not in _DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(_DTYPES)}")
+    return _DTYPES[key]
 
 
 def concat_outputs(outs: list[RewardOutput]) -> RewardOutput:
@@ -94,16 +123,19 @@ def to_pil(images) -> list[Image.Image]:
     out = []
     for i, im in enumerate(images):
         if isinstance(im, Image.Image):
-            if im.mode not in ("RGB", "RGBA", "L"):
+            if im.mode not in ("RGB", "RGBA", "L", "P"):
                 raise ValueError(f"image {i} has mode {im.mode!r}; convert it with image.convert('RGB')")
             out.append(im.convert("RGB"))
         elif isinstance(im, np.ndarray):
             if im.dtype != np.uint8 or im.ndim != 3 or im.shape[2] != 3:
                 raise ValueError(
-                    f"image {i}: numpy images must be uint8 HxWx3, got dtype {im.dtype} shape {im.shape}"
+                    f"image {i}: numpy images must be uint8 HxWx3 (RGB), got dtype {im.dtype} shape {im.shape}; "
+                    "convert with (x * 255).round().astype(np.uint8) or np.stack([g] * 3, -1) for grayscale"
                 )
             out.append(Image.fromarray(im))
         elif isinstance(im, torch.Tensor):
+            if im.ndim != 3:
+                raise ValueError(f"image {i}: tensor images must be [3, H, W] floats in [0, 1], got {tuple(im.shape)}")
             out.append(Image.fromarray(_tensor_to_uint8(im[None])[0]))
         else:
             raise ValueError(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 from collections.abc import Callable
 
 from rewards.base import Reward
@@ -53,4 +54,30 @@ def load(name: str, **options) -> Reward:
         close = difflib.get_close_matches(name, available(), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ValueError(f"unknown reward {name!r}{hint}; available: {', '.join(available())}")
-    return _FACTORIES[name](**options)
+    factory = _FACTORIES[name]
+    _check_options(name, factory, options)
+    return factory(**options)
+
+
+def options_of(name: str) -> dict[str, object]:
+    """The load() options of reward `name` with their defaults (inspect.Parameter.empty when required)."""
+    load_module = _MODULES.get(name)
+    if name not in _FACTORIES and load_module:
+        importlib.import_module(load_module)
+    if name not in _FACTORIES:
+        raise ValueError(f"unknown reward {name!r}; available: {', '.join(available())}")
+    params = inspect.signature(_FACTORIES[name]).parameters.values()
+    return {p.name: p.default for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+
+
+def _check_options(name: str, factory, options: dict) -> None:
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return
+    if any(p.kind == p.VAR_KEYWORD for p in params):
+        return
+    known = {p.name for p in params if p.kind != p.VAR_POSITIONAL}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"reward {name!r} has no option(s) {unknown}; its options are: {', '.join(sorted(known))}")
