@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from rewards import geneval_rules as rules
-from rewards.base import Reward, RewardOutput
+from rewards._clip import load_pretrained
+from rewards.base import Reward, RewardOutput, resolve_device, resolve_dtype
 from rewards.registry import register
 
 DEFAULT_DETECTOR = "facebook/mask2former-swin-small-coco-instance"
@@ -55,7 +56,7 @@ class GenEvalReward(Reward):
         mask_threshold: float = 0.5,
         class_names: list[str] | None = None,
         device: str | torch.device | None = None,
-        dtype: torch.dtype | str = torch.float32,
+        dtype: torch.dtype | str | None = None,
         local_files_only: bool = False,
         batch_size: int = 8,
     ):
@@ -67,12 +68,11 @@ class GenEvalReward(Reward):
         self.threshold, self.counting_threshold = float(threshold), float(counting_threshold)
         self.max_objects, self.margin, self.mask_threshold = int(max_objects), float(position_margin), mask_threshold
         self.batch_size = int(batch_size)
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
-        kw = {"local_files_only": local_files_only}
-        self.processor = AutoImageProcessor.from_pretrained(processor or model, **kw)
-        self.detector = AutoModelForUniversalSegmentation.from_pretrained(model, **kw).to(self.device, self.dtype)
-        self.detector.eval()
+        self.device, self.dtype = resolve_device(device), resolve_dtype(dtype)
+        lfo = local_files_only
+        self.processor = load_pretrained(AutoImageProcessor, processor or model, "detector processor", lfo)
+        self.detector = load_pretrained(AutoModelForUniversalSegmentation, model, "Mask2Former detector", lfo)
+        self.detector.to(self.device, self.dtype).eval().requires_grad_(False)
         n_labels = self.detector.config.num_labels
         if class_names is None:
             id2label = self.detector.config.id2label
@@ -80,8 +80,9 @@ class GenEvalReward(Reward):
         if len(class_names) != n_labels:
             raise ValueError(f"geneval: {len(class_names)} class_names for a detector with {n_labels} classes")
         self.class_names = list(class_names)
-        self.clip_processor = CLIPProcessor.from_pretrained(clip_processor or clip_model, **kw)
-        self.clip = CLIPModel.from_pretrained(clip_model, **kw).to(self.device, self.dtype).eval()
+        self.clip_processor = load_pretrained(CLIPProcessor, clip_processor or clip_model, "CLIP processor", lfo)
+        self.clip = load_pretrained(CLIPModel, clip_model, "CLIP model", lfo)
+        self.clip.to(self.device, self.dtype).eval().requires_grad_(False)
         self._text_cache: dict[str, torch.Tensor] = {}
 
     # ---- detector ----------------------------------------------------------------------------------------------

@@ -231,3 +231,10 @@ def test_colour_classifier_and_crop(tiny_geneval):
 def test_geneval_needs_metadata(tiny_geneval):
     with pytest.raises(ValueError, match="metadata"):
         tiny_geneval([Image.new("RGB", (32, 32))], ["a cat"])
+
+
+def test_missing_detector_dir_is_a_clear_error(tmp_path):
+    import rewards
+
+    with pytest.raises(FileNotFoundError, match="Mask2Former detector|detector processor"):
+        rewards.load("geneval", model=str(tmp_path / "nope"), local_files_only=True, device="cpu")
