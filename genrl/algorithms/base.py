@@ -65,6 +65,7 @@ class RolloutSpec:
     cfg_scale: float = 1.0
     steps: int = 10
     shift: float = 1.0
+    same_noise: bool = False  # all samples of a prompt group start from the same noise
 
 
 class Batch:
@@ -164,6 +165,7 @@ class StepContext:
     num_processes: int = 1
     process_index: int = 0
     autocast: Any = None  # a context-manager factory (accelerator.autocast); None -> no autocast
+    seed: int = 0  # run.seed (for per-group noise and other derived seeds)
     extra: dict = field(default_factory=dict)
 
     def amp(self):
@@ -194,7 +196,7 @@ class Algorithm:
         s = self.sample_cfg
         return RolloutSpec(
             method=s.method, noise_level=s.noise_level, sde_window=None, record="final",
-            cfg_scale=s.cfg_scale, steps=s.steps, shift=s.shift,
+            cfg_scale=s.cfg_scale, steps=s.steps, shift=s.shift, same_noise=s.same_noise,
         )
 
     def rollout(self, policy, prompts: list[str], groups: torch.Tensor, ctx: StepContext) -> Batch:

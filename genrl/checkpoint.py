@@ -1,0 +1,158 @@
+"""Run checkpoints: written atomically, with a `latest` pointer; the last good checkpoint is never touched.
+
+Layout of RUN_DIR/checkpoints/step_000020/:
+    lora/                   the exported trainable weights (EMA weights when EMA is on), in the adapter's
+                            own format (policy.save_trainable; diffusers LoRA format for SD3/FLUX)
+    trainable.safetensors   the raw (non-EMA) trainable weights, for resuming
+    ema.safetensors         the EMA shadow weights
+    optimizer.pt            optimizer state_dict (tensors + numbers; loaded with weights_only=True)
+    state.pt                step, update count, counters, scheduler, algorithm state, RNG states
+    meta.json               step, time, what is inside
+Writing goes to checkpoints/.tmp-step_XXXXXX and is renamed into place with os.replace after every file is
+flushed; then `latest` (a text file holding the directory name) is replaced atomically. A crash at any moment
+leaves the previous checkpoint and pointer intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import time
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+
+def rng_state() -> dict:
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "python": _py_state_to_list(random.getstate()),
+        "numpy": {"name": np_state[0], "keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached": float(np_state[4])},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _py_state_to_list(st):
+    return [st[0], list(st[1]), st[2]]
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+def _write_atomic_text(path: str, text: str) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+
+
+def save_checkpoint(run_dir: str, step: int, *, policy, ema, optimizer, state: dict, keep_last: int = 2) -> str:
+    """Write checkpoint `step` atomically; returns its directory. `state` goes to state.pt as is."""
+    root = os.path.join(run_dir, "checkpoints")
+    os.makedirs(root, exist_ok=True)
+    name = f"step_{step:06d}"
+    final, tmp = os.path.join(root, name), os.path.join(root, f".tmp-{name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    raw = policy.trainable_state()
+    save_file(_cpu(raw), os.path.join(tmp, "trainable.safetensors"))
+    if ema is not None:
+        save_file(_cpu(ema.state_dict()), os.path.join(tmp, "ema.safetensors"))
+        with policy.use_trainable(ema.state_for(raw)):
+            policy.save_trainable(os.path.join(tmp, "lora"))
+    else:
+        policy.save_trainable(os.path.join(tmp, "lora"))
+    torch.save(optimizer.state_dict(), os.path.join(tmp, "optimizer.pt"))
+    torch.save(state, os.path.join(tmp, "state.pt"))
+    with open(os.path.join(tmp, "meta.json"), "w") as f:
+        json.dump({"step": step, "time": time.time(), "ema": ema is not None}, f)
+    for dirpath, _, files in os.walk(tmp):
+        for fn in files:
+            with open(os.path.join(dirpath, fn), "rb") as fh:
+                os.fsync(fh.fileno())
+    if os.path.exists(final):  # re-saving the same step (e.g. after a resume): move the old one aside first
+        trash = os.path.join(root, f".old-{name}")
+        shutil.rmtree(trash, ignore_errors=True)
+        os.replace(final, trash)
+        os.replace(tmp, final)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+    _fsync_dir(root)
+    _write_atomic_text(os.path.join(root, "latest"), name + "\n")
+    _prune(root, keep_last, keep=name)
+    return final
+
+
+def _prune(root: str, keep_last: int, keep: str) -> None:
+    if keep_last <= 0:
+        return
+    done = sorted(d for d in os.listdir(root) if d.startswith("step_") and os.path.isdir(os.path.join(root, d)))
+    for d in done[:-keep_last]:
+        if d != keep:
+            shutil.rmtree(os.path.join(root, d), ignore_errors=True)
+
+
+def latest_checkpoint(run_dir: str) -> str | None:
+    """The directory `latest` points to (or the newest complete step_* dir if the pointer is missing)."""
+    root = os.path.join(run_dir, "checkpoints")
+    ptr = os.path.join(root, "latest")
+    if os.path.isfile(ptr):
+        with open(ptr) as f:
+            name = f.read().strip()
+        path = os.path.join(root, name)
+        if os.path.isfile(os.path.join(path, "state.pt")):
+            return path
+    if not os.path.isdir(root):
+        return None
+    done = sorted(d for d in os.listdir(root) if d.startswith("step_") and
+                  os.path.isfile(os.path.join(root, d, "state.pt")))
+    return os.path.join(root, done[-1]) if done else None
+
+
+def load_checkpoint(path: str, *, policy, ema, optimizer) -> dict:
+    """Restore weights, EMA and optimizer from checkpoint dir `path`; returns the state.pt dict."""
+    raw = load_file(os.path.join(path, "trainable.safetensors"))
+    params = dict(policy.named_parameters())
+    missing = [k for k in raw if k not in params]
+    if missing:
+        raise ValueError(f"checkpoint {path} does not match the model (unknown tensor {missing[0]!r}); "
+                         "resume with the same model.path and model.lora_rank")
+    with torch.no_grad():
+        for k, v in raw.items():
+            params[k].copy_(v)
+    if ema is not None and os.path.isfile(os.path.join(path, "ema.safetensors")):
+        ema.load_state_dict(load_file(os.path.join(path, "ema.safetensors")))
+    optimizer.load_state_dict(torch.load(os.path.join(path, "optimizer.pt"), weights_only=True))
+    return torch.load(os.path.join(path, "state.pt"), weights_only=True)

@@ -1,0 +1,97 @@
+"""`genrl train [CONFIG.yaml] [KEY=VALUE ...]`, `genrl train --resume RUN_DIR [KEY=VALUE ...]`.
+
+With no arguments: the CPU demo (configs/shapes/grpo.yaml on the shapes world's base model, a few minutes).
+Overrides use dotted keys (train.lr=1e-4) and accept whole mappings (rewards={ocr: 1.0}); see genrl.config.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from genrl.cli import UserError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEMO_CONFIG = REPO_ROOT / "configs" / "shapes" / "grpo.yaml"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("args", nargs="*", metavar="[CONFIG.yaml] [KEY=VALUE]",
+                   help="a config file followed by overrides such as train.steps=50 rewards={shapes: 1.0}")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _demo_paths(cfg) -> None:
+    """The demo runs from any working directory: repo-relative model path, a fresh run dir."""
+    if not os.path.isabs(cfg.model.path) and not os.path.exists(cfg.model.path):
+        candidate = REPO_ROOT / cfg.model.path
+        if candidate.exists():
+            cfg.model.path = str(candidate)
+    if os.path.isdir(cfg.run.dir) and os.listdir(cfg.run.dir):
+        cfg.run.dir = f"{cfg.run.dir}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def run(args) -> int:
+    from genrl.config import ConfigError, load_config, read_yaml
+
+    positional = list(args.args)
+    config_path = None
+    if positional and "=" not in positional[0]:
+        config_path = positional.pop(0)
+    overrides = positional
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise UserError(f"unexpected argument {bad[0]!r}: give one CONFIG.yaml first, then KEY=VALUE overrides")
+    demo = False
+    try:
+        if args.resume:
+            if config_path is not None:
+                raise UserError("--resume takes the run directory's own config; pass only KEY=VALUE overrides")
+            cfg_file = os.path.join(args.resume, "config.yaml")
+            if not os.path.isfile(cfg_file):
+                raise UserError(f"--resume {args.resume}: no config.yaml there; pass a run directory written by "
+                                "genrl train")
+            raw = read_yaml(cfg_file)
+            cfg = load_config(raw=raw, overrides=overrides)
+            cfg.run.dir = args.resume
+        else:
+            demo = config_path is None
+            cfg = load_config(str(DEMO_CONFIG) if demo else config_path, overrides)
+            if demo:
+                _demo_paths(cfg)
+    except ConfigError as e:
+        raise UserError(str(e)) from None
+
+    from genrl.loop import TrainingAborted, train
+
+    if demo:
+        print(f"genrl: CPU demo ({DEMO_CONFIG.relative_to(REPO_ROOT)}): Flow-GRPO on {cfg.model.path}, "
+              f"{cfg.train.steps} steps -> {cfg.run.dir}")
+    try:
+        result = train(cfg, resume=bool(args.resume), progress=not args.no_progress)
+    except TrainingAborted as e:
+        raise UserError(str(e)) from None
+    _report(result)
+    return 0
+
+
+def _report(result) -> None:
+    from accelerate.state import PartialState
+
+    if not PartialState().is_main_process:
+        return
+    first, last = result.first_eval, result.last_eval
+    print(f"genrl: done, {result.steps_done} steps in {result.run_dir}")
+    if first and last and "eval/reward_mean" in first:
+        print(f"  eval reward: {first['eval/reward_mean']:.4f} (step {first['step']}) -> "
+              f"{last['eval/reward_mean']:.4f} (step {last['step']})")
+        for k in sorted(last):
+            if k.startswith("eval/") and k not in ("eval/reward_mean", "eval/grid") and k in first:
+                print(f"  {k}: {first[k]:.4f} -> {last[k]:.4f}")
+    print(f"  samples (PNG grids): {result.samples_dir}")
+    if result.curves:
+        print(f"  curves: {result.curves}")
+    print(f"  metrics: {os.path.join(result.run_dir, 'metrics.jsonl')}; "
+          f"checkpoints: {os.path.join(result.run_dir, 'checkpoints')}")

@@ -1,0 +1,111 @@
+"""Prompt sources and the K-repeat prompt sampler.
+
+Sources (`data.prompts`, `eval.prompts`):
+  * "shapes:train" / "shapes:eval"   the shapes world's deterministic prompt splits (with structured specs,
+                                     passed to rewards as metadata)
+  * a path to a text file            one prompt per line (blank lines and lines starting with '#' ignored)
+
+K-repeat sampler (the reference's DistributedKRepeatSampler, keyed by step instead of epoch): each step draws
+`groups_per_step` distinct prompts (a fresh permutation every pass through the source), repeats each
+`group_size` times, shuffles the group_size * groups_per_step slots, and gives rank r the r-th contiguous
+share. Every rank computes the same permutation from (seed, step), so each group is complete within the step
+but spread across ranks, and the stream is a pure function of (seed, step): resuming needs no sampler state.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class PromptSet:
+    prompts: list[str]
+    metadata: list[dict] | None = None  # per-prompt structured spec (shapes world) for rewards
+    name: str = ""
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    def subset(self, n: int) -> PromptSet:
+        """n prompts evenly spaced over the set (covers every category of an ordered split); n <= 0: all."""
+        if n <= 0 or n >= len(self):
+            return self
+        idx = [int(i * len(self) / n) for i in range(n)]
+        meta = None if self.metadata is None else [self.metadata[i] for i in idx]
+        return PromptSet([self.prompts[i] for i in idx], meta, self.name)
+
+
+def _shapes_split(split: str) -> PromptSet:
+    from genrl.shapes.prompts import prompts_and_metadata, split_specs
+
+    prompts, metadata = prompts_and_metadata(split_specs(split))
+    return PromptSet(prompts, metadata, f"shapes:{split}")
+
+
+def load_prompts(source: str, key: str = "data.prompts") -> PromptSet:
+    """A PromptSet from a source string (see module docstring); clear one-line errors for bad sources."""
+    if source.startswith("shapes:"):
+        split = source.split(":", 1)[1]
+        if split not in ("train", "eval"):
+            raise ValueError(f"{key}: unknown shapes split {split!r}; use shapes:train or shapes:eval")
+        return _shapes_split(split)
+    if not os.path.exists(source):
+        raise FileNotFoundError(
+            f"{key}: prompt file {source!r} not found; give a text file with one prompt per line or shapes:train"
+        )
+    try:
+        with open(source, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{key}: cannot read prompt file {source!r} ({type(e).__name__}: {e})") from None
+    prompts = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+    if not prompts:
+        raise ValueError(f"{key}: prompt file {source!r} has no prompts; write one prompt per line")
+    return PromptSet(prompts, None, os.path.basename(source))
+
+
+class KRepeatSampler:
+    """Deterministic K-repeat prompt groups for step `step` on rank `rank` of `num_replicas` (module docs)."""
+
+    def __init__(self, num_prompts: int, group_size: int, groups_per_step: int, num_replicas: int = 1,
+                 rank: int = 0, seed: int = 0):
+        total = group_size * groups_per_step
+        if total % num_replicas:
+            raise ValueError(
+                f"sample.group_size * sample.groups_per_step = {total} must be divisible by the number of "
+                f"processes ({num_replicas})"
+            )
+        if num_prompts < 1:
+            raise ValueError("the prompt source is empty")
+        self.n, self.k, self.m = num_prompts, group_size, groups_per_step
+        self.replicas, self.rank, self.seed = num_replicas, rank, seed
+        self.per_rank = total // num_replicas
+
+    def _unique(self, step: int) -> list[int]:
+        """The step's m prompt indices: consecutive slices of per-pass permutations of the source."""
+        start = step * self.m
+        out = []
+        while len(out) < self.m:
+            pos = start + len(out)
+            pass_idx, offset = divmod(pos, self.n)
+            perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 7919 + pass_idx))
+            take = min(self.m - len(out), self.n - offset)
+            out.extend(perm[offset : offset + take].tolist())
+        return out
+
+    def step_slots(self, step: int) -> tuple[list[int], list[int]]:
+        """All ranks' slots for `step`: (prompt index per slot, group id per slot), length k * m."""
+        unique = self._unique(step)
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + step + 1)
+        order = torch.randperm(self.k * self.m, generator=gen).tolist()
+        groups = [order_i // self.k for order_i in order]
+        return [unique[g] for g in groups], groups
+
+    def indices(self, step: int) -> tuple[list[int], torch.Tensor]:
+        """This rank's (prompt indices, group ids [n]) for `step`. Group ids are 0..m-1, shared by all ranks."""
+        idx, groups = self.step_slots(step)
+        sl = slice(self.rank * self.per_rank, (self.rank + 1) * self.per_rank)
+        return idx[sl], torch.tensor(groups[sl], dtype=torch.long)

@@ -1,0 +1,492 @@
+"""THE training loop, shared by every algorithm (see genrl/algorithms/base.py for the step anatomy).
+
+Time convention: t = sigma in [0, 1], t = 1 is pure noise, t = 0 is data, x_t = (1 - t) x0 + t eps, v = eps - x0.
+
+Multi-process (accelerate launch / torchrun): every rank holds the full policy; the K-repeat sampler gives each
+rank its share of every group; rewards and group ids are gathered (accelerator.gather) so every rank computes
+the same advantages on complete groups and keeps its own slice; gradients of the trainable tensors are
+averaged over ranks before each optimizer update (one flat all-reduce). Only the main process writes files
+and shows the progress bar.
+
+Determinism: all randomness of step s (prompt choice, noise, SDE noise, window start, shuffles, NFT/AWM
+re-noising via ctx.generator) derives from (run.seed, s, rank). A resumed run therefore continues exactly,
+given the weights, optimizer, scheduler, EMA and algorithm state from the checkpoint (RNG states of torch,
+python and numpy are restored too).
+
+Faults: groups with a non-finite reward are dropped (counted in train/nonfinite_groups); a step where every
+group is dropped aborts. A non-finite loss term is not back-propagated and its update is skipped (counted in
+train/skipped_updates); run.max_nonfinite_in_row consecutive skips abort. Checkpoints are atomic.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+import samplers
+from genrl.advantages import nonfinite_group_mask, zero_std_mask
+from genrl.algorithms import Batch, StepContext, get_algorithm
+from genrl.checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from genrl.config import Config, save_config
+from genrl.data import KRepeatSampler, PromptSet, load_prompts
+from genrl.ema import EMA
+from genrl.logging_utils import MetricsLogger, plot_curves, read_metrics, save_grid
+from genrl.rollout import policy_sigmas, velocity_fn
+
+
+class TrainingAborted(RuntimeError):
+    """Training cannot continue (all rewards non-finite, too many non-finite losses)."""
+
+
+@dataclass
+class RunResult:
+    run_dir: str
+    steps_done: int
+    first_eval: dict | None
+    last_eval: dict | None
+    samples_dir: str
+    curves: str | None
+
+
+def _mix(*xs: int) -> int:
+    h = 1469598103934665603
+    for x in xs:
+        h = ((h ^ (int(x) & 0xFFFFFFFFFFFF)) * 1099511628211) & 0x7FFFFFFFFFFFFFFF
+    return h
+
+
+def _dir_nonempty(path: str) -> bool:
+    return os.path.isdir(path) and bool(os.listdir(path))
+
+
+def build_reward(cfg: Config):
+    import rewards
+
+    for name in cfg.reward_options:
+        if name not in cfg.rewards:
+            raise ValueError(f"reward_options has {name!r}, which is not in rewards ({', '.join(cfg.rewards)})")
+    for name in cfg.rewards:
+        if name not in rewards.available():
+            import difflib
+
+            close = difflib.get_close_matches(name, rewards.available(), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"unknown reward {name!r} in rewards{hint}; available: {', '.join(rewards.available())}")
+    return rewards.combine(dict(cfg.rewards), dict(cfg.reward_options))
+
+
+def load_model(cfg: Config):
+    from genrl.policies import load_policy
+
+    opts = dict(cfg.model.options)
+    opts["lora_rank"] = cfg.model.lora_rank
+    if cfg.model.lora_alpha is not None:
+        opts["lora_alpha"] = cfg.model.lora_alpha
+    return load_policy(cfg.model.path, cfg.model.family, **opts)
+
+
+class Trainer:
+    """Build everything from a Config, then `run()`. `resume=True` continues the run in cfg.run.dir."""
+
+    def __init__(self, cfg: Config, resume: bool = False, progress: bool = True, log_fn=print):
+        self.cfg, self.resume, self.progress, self.log_fn = cfg, resume, progress, log_fn
+        run_dir = cfg.run.dir
+        # ---- validate all user input BEFORE anything is written ----
+        if not resume and _dir_nonempty(run_dir):
+            raise ValueError(
+                f"run.dir {run_dir!r} already exists and is not empty; pick a new run.dir=... or continue it with "
+                f"`genrl train --resume {run_dir}`"
+            )
+        self.train_prompts: PromptSet = load_prompts(cfg.data.prompts, "data.prompts")
+        self.eval_prompts: PromptSet | None = None
+        if cfg.eval.every > 0:
+            self.eval_prompts = load_prompts(cfg.eval.prompts, "eval.prompts").subset(cfg.eval.num_prompts)
+        algo_cls = get_algorithm(cfg.algorithm.name)
+        self.algo = algo_cls(cfg.algorithm, cfg.sample, cfg.advantage)
+        self.reward_fn = build_reward(cfg)
+
+        from accelerate import Accelerator
+
+        self.acc = Accelerator(mixed_precision=cfg.run.mixed_precision)
+        self.world, self.rank = self.acc.num_processes, self.acc.process_index
+        self.main = self.acc.is_main_process
+        self.device = self.acc.device
+        per_rank = cfg.sample.group_size * cfg.sample.groups_per_step
+        if per_rank % self.world:
+            raise ValueError(f"sample.group_size * sample.groups_per_step = {per_rank} must be divisible by the "
+                             f"number of processes ({self.world})")
+        self.per_rank = per_rank // self.world
+        for key, bs in (("sample.batch_size", cfg.sample.batch_size), ("train.batch_size", cfg.train.batch_size)):
+            if self.per_rank % bs:
+                raise ValueError(f"{key}={bs} must divide the samples per process per step ({self.per_rank} = "
+                                 "group_size * groups_per_step / processes)")
+        self.sampler = KRepeatSampler(len(self.train_prompts), cfg.sample.group_size, cfg.sample.groups_per_step,
+                                      self.world, self.rank, cfg.run.seed)
+
+        # ---- model (same LoRA init on every rank) ----
+        torch.manual_seed(cfg.run.seed)
+        self.policy = load_model(cfg).to(self.device)
+        self.params = list(self.policy.trainable_parameters())
+        if not self.params:
+            raise ValueError("the policy has no trainable parameters; set model.lora_rank > 0")
+        t = cfg.train
+        self.optimizer = torch.optim.AdamW(self.params, lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay,
+                                           eps=t.adam_eps)
+        self.updates_total = max(1, t.steps * t.updates_per_step * t.inner_epochs)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_lambda)
+        self.ema = EMA(self.policy.trainable_state(), cfg.ema.decay, cfg.ema.every) if cfg.ema.enabled else None
+
+        # ---- state ----
+        self.step = 0
+        self.update = 0
+        self.samples_seen = 0
+        self.wall_offset = 0.0
+        self.skipped_updates = 0
+        self.nonfinite_in_row = 0
+        self.first_eval: dict | None = None
+        self.last_eval: dict | None = None
+        ckpt = latest_checkpoint(run_dir) if resume else None
+        if resume and not os.path.isfile(os.path.join(run_dir, "config.yaml")):
+            raise FileNotFoundError(f"{run_dir} is not a run directory (no config.yaml); nothing to resume")
+        if ckpt is not None:
+            self._restore(ckpt)
+        self.algo.setup(self.policy, self._ctx(self.step))
+        if self.main:
+            os.makedirs(os.path.join(run_dir, "samples"), exist_ok=True)
+            save_config(cfg, os.path.join(run_dir, "config.yaml"))
+        # on resume, drop metrics logged after the checkpoint (all of them if there is no checkpoint yet)
+        self.logger = MetricsLogger(run_dir, self.main, cfg.run.tensorboard,
+                                    resume_step=(self.step if ckpt is not None else -1) if resume else None)
+        if resume and self.main:
+            rows = read_metrics(self.logger.path)
+            evals = [r for r in rows if "eval/reward_mean" in r]
+            if evals:
+                self.first_eval = evals[0]
+        self.acc.wait_for_everyone()
+
+    # ------------------------------------------------------------------------------------------------------
+    def _lr_lambda(self, u: int) -> float:
+        t = self.cfg.train
+        if t.lr_warmup_steps > 0 and u < t.lr_warmup_steps:
+            return (u + 1) / t.lr_warmup_steps
+        if t.lr_schedule == "cosine":
+            prog = min(1.0, (u - t.lr_warmup_steps) / max(1, self.updates_total - t.lr_warmup_steps))
+            return 0.5 * (1 + math.cos(math.pi * prog))
+        return 1.0
+
+    def _ctx(self, step: int, salt: int = 0) -> StepContext:
+        seed = _mix(self.cfg.run.seed, step, self.rank, salt)
+        return StepContext(
+            step=step, update=self.update, generator=torch.Generator().manual_seed(seed), rng=random.Random(seed),
+            device=self.device, num_processes=self.world, process_index=self.rank, autocast=self.acc.autocast,
+            seed=self.cfg.run.seed,
+        )
+
+    def _state(self) -> dict:
+        return {
+            "step": self.step, "update": self.update, "samples_seen": self.samples_seen,
+            "wall_time": self.wall_offset + (time.time() - self.t0), "skipped_updates": self.skipped_updates,
+            "nonfinite_in_row": self.nonfinite_in_row, "scheduler": self.scheduler.state_dict(),
+            "algorithm": self.algo.state_dict(), "rng": rng_state(),
+        }
+
+    def _restore(self, path: str) -> None:
+        st = load_checkpoint(path, policy=self.policy, ema=self.ema, optimizer=self.optimizer)
+        self.step, self.update, self.samples_seen = int(st["step"]), int(st["update"]), int(st["samples_seen"])
+        self.wall_offset = float(st["wall_time"])
+        self.skipped_updates, self.nonfinite_in_row = int(st["skipped_updates"]), int(st["nonfinite_in_row"])
+        self.scheduler.load_state_dict(st["scheduler"])
+        self.algo.load_state_dict(st["algorithm"])
+        set_rng_state(st["rng"])
+        self.log_fn(f"genrl: resumed from {path} (step {self.step})") if self.main else None
+
+    # ------------------------------------------------------------------------------------------------------
+    def rollout_step(self, step: int) -> tuple[Batch, dict]:
+        """Rollouts + rewards for this rank's share of `step`'s groups."""
+        cfg = self.cfg
+        ctx = self._ctx(step)
+        idx, groups = self.sampler.indices(step)
+        self.policy.eval()
+        batches, details = [], {}
+        bs = cfg.sample.batch_size
+        for i in range(0, len(idx), bs):
+            sl = idx[i : i + bs]
+            prompts = [self.train_prompts.prompts[j] for j in sl]
+            b = self.algo.rollout(self.policy, prompts, groups[i : i + bs], ctx)
+            if self.train_prompts.metadata is not None:
+                b.metadata = [self.train_prompts.metadata[j] for j in sl]
+            if b.get("rewards") is None:
+                out = self.reward_fn(b.images, b.prompts, b.get("metadata"))
+                b.rewards = out.scores.float().cpu()
+                for k, v in out.details.items():
+                    if isinstance(v, torch.Tensor) and v.numel() == len(b) and v.is_floating_point():
+                        details.setdefault(k, []).append(v.detach().float().cpu().reshape(-1))
+            b.images = None  # not needed by the update; frees memory
+            batches.append(b)
+        batch = Batch.cat(batches)
+        batch.rewards = batch.rewards.cpu().float()
+        return batch, {k: torch.cat(v) for k, v in details.items()}
+
+    def _gather(self, t: torch.Tensor) -> torch.Tensor:
+        if self.world == 1:
+            return t
+        return self.acc.gather(t.to(self.device)).cpu()
+
+    def compute_advantages(self, batch: Batch, step: int) -> tuple[torch.Tensor, dict]:
+        """Gathered rewards -> advantages and the selection of this rank's samples to train on (equal count on
+        every rank; zero-std / dropped samples re-added with advantage 0 only to fill micro-batches)."""
+        cfg = self.cfg
+        r_all, g_all = self._gather(batch.rewards), self._gather(batch.group)
+        bad = nonfinite_group_mask(r_all, g_all)
+        good = ~bad
+        n_bad_groups = int(torch.unique(g_all[bad]).numel())
+        if not good.any():
+            raise TrainingAborted(
+                f"step {step}: every reward was non-finite ({n_bad_groups} groups); check the reward model "
+                f"({', '.join(cfg.rewards)}) on these samples"
+            )
+        adv_all = torch.zeros_like(r_all)
+        adv_all[good] = self.algo.advantages(r_all[good], g_all[good]).float()
+        zero = zero_std_mask(torch.where(good, r_all, torch.zeros_like(r_all)), g_all) & good
+        keep = good & ~zero if cfg.advantage.filter_zero_std else good.clone()
+        stats = {
+            "train/reward_mean": r_all[good].mean().item(),
+            "train/reward_std": r_all[good].std(unbiased=False).item(),
+            "train/zero_std_ratio": zero[good].float().mean().item(),
+            "train/nonfinite_groups": n_bad_groups,
+            "train/adv_abs_mean": adv_all[keep].abs().mean().item() if keep.any() else 0.0,
+        }
+        # this rank's slice; pad every rank to the same multiple of train.batch_size
+        counts = keep.reshape(self.world, self.per_rank).sum(1)
+        bs = cfg.train.batch_size
+        target = int(math.ceil(int(counts.max()) / bs) * bs)
+        sl = slice(self.rank * self.per_rank, (self.rank + 1) * self.per_rank)
+        keep_l, zero_l, adv_l = keep[sl], zero[sl], adv_all[sl]
+        gen = torch.Generator().manual_seed(_mix(cfg.run.seed, step, self.rank, 77))
+        chosen = torch.nonzero(keep_l).reshape(-1).tolist()
+        fill = torch.nonzero(~keep_l).reshape(-1)
+        fill = fill[torch.randperm(len(fill), generator=gen)]
+        # prefer zero-std samples (finite rewards) as fillers, as the reference re-adds dropped samples
+        fill = sorted(fill.tolist(), key=lambda i: 0 if bool(zero_l[i]) else 1)
+        chosen += fill[: target - len(chosen)]
+        adv_l = adv_l.clone()
+        adv_l[~keep_l] = 0.0
+        stats["train/trained_fraction"] = keep.float().mean().item()
+        return torch.tensor(sorted(chosen), dtype=torch.long), {"adv": adv_l, **stats}
+
+    def _allreduce_grads(self, flag: float) -> float:
+        if self.world == 1:
+            return flag
+        import torch.distributed as dist
+
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
+        flat = torch.cat([g.reshape(-1) for g in grads] + [torch.tensor([flag], device=self.device)])
+        dist.all_reduce(flat)
+        flat /= self.world
+        off = 0
+        for p, g in zip(self.params, grads):
+            n = g.numel()
+            p.grad = flat[off : off + n].view_as(p).clone()
+            off += n
+        return float(flat[-1])
+
+    def train_step(self, batch: Batch, chosen: torch.Tensor, step: int) -> dict:
+        cfg = self.cfg
+        sums: dict[str, float] = {}
+        count = 0
+        if len(chosen) == 0:
+            return {"train/updates": 0}
+        self.policy.train()
+        bs = cfg.train.batch_size
+        n_updates_done = 0
+        grad_norms = []
+        for epoch in range(cfg.train.inner_epochs):
+            gen = torch.Generator().manual_seed(_mix(cfg.run.seed, step, self.rank, 1000 + epoch))
+            order = chosen[torch.randperm(len(chosen), generator=gen)]
+            mbs = [order[i : i + bs] for i in range(0, len(order), bs)]
+            n_up = min(cfg.train.updates_per_step, len(mbs))
+            per = math.ceil(len(mbs) / n_up)
+            chunks = [mbs[i : i + per] for i in range(0, len(mbs), per)]
+            for chunk in chunks:
+                ctx = self._ctx(step, salt=1 + self.update)
+                self.optimizer.zero_grad(set_to_none=True)
+                bad = 0.0
+                for mb_idx in chunk:
+                    mb = batch.select(mb_idx)
+                    for loss, metrics in self.algo.losses(self.policy, mb, ctx):
+                        if not torch.isfinite(loss.detach()).all():
+                            bad = 1.0
+                            continue
+                        (loss / len(chunk)).backward()
+                        for k, v in metrics.items():
+                            sums[k] = sums.get(k, 0.0) + float(v)
+                        count += 1
+                bad = self._allreduce_grads(bad)
+                norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.train.max_grad_norm)
+                if bad > 0 or not torch.isfinite(norm):
+                    self.optimizer.zero_grad(set_to_none=True)
+                    self.skipped_updates += 1
+                    self.nonfinite_in_row += 1
+                    if self.nonfinite_in_row >= cfg.run.max_nonfinite_in_row:
+                        raise TrainingAborted(
+                            f"step {step}: {self.nonfinite_in_row} updates in a row had a non-finite loss or "
+                            "gradient; lower train.lr, check the reward scale, or use run.mixed_precision=no"
+                        )
+                    continue
+                self.nonfinite_in_row = 0
+                grad_norms.append(float(norm))
+                self.optimizer.step()
+                self.scheduler.step()
+                self.update += 1
+                n_updates_done += 1
+                ctx.update = self.update
+                if self.ema is not None:
+                    self.ema.step(self.policy.trainable_state(), self.update)
+                self.algo.after_optimizer_step(self.policy, ctx)
+        out = {f"train/{k}": v / max(count, 1) for k, v in sums.items()}
+        out["train/updates"] = n_updates_done
+        out["train/grad_norm"] = float(np.mean(grad_norms)) if grad_norms else float("nan")
+        return out
+
+    # ------------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, step: int) -> dict:
+        """Fixed prompts, fixed per-prompt noise, deterministic ODE, EMA weights: comparable across steps."""
+        cfg, ev = self.cfg, self.cfg.eval
+        ps = self.eval_prompts
+        mine = list(range(self.rank, len(ps), self.world))
+        scale = cfg.sample.cfg_scale if ev.cfg_scale is None else ev.cfg_scale
+        sigmas = policy_sigmas(self.policy, ev.steps, cfg.sample.shift, cfg.sample.resolution)
+        ctx = self._ctx(step)
+        self.policy.eval()
+        results, grid_imgs = [], []
+        raw = self.policy.trainable_state()
+        import contextlib
+
+        swap = self.policy.use_trainable(self.ema.state_for(raw)) if (self.ema and ev.use_ema) else \
+            contextlib.nullcontext()
+        with swap:
+            for i in range(0, len(mine), ev.batch_size):
+                ids = mine[i : i + ev.batch_size]
+                prompts = [ps.prompts[j] for j in ids]
+                shape = tuple(self.policy.noise_shape(len(ids), cfg.sample.resolution))
+                noise = torch.stack([
+                    torch.randn(shape[1:], generator=torch.Generator().manual_seed(_mix(ev.seed, j))) for j in ids
+                ]).to(self.device)
+                cond = self.policy.encode(prompts)
+                uncond = self.policy.encode([""] * len(ids)) if scale != 1.0 else None
+                res = samplers.sample(velocity_fn(self.policy, cond, uncond, scale, ctx), noise, sigmas,
+                                      method=ev.method)
+                images = self.policy.decode(res.samples).float().clamp(0, 1).cpu()
+                meta = [ps.metadata[j] for j in ids] if ps.metadata is not None else \
+                    self.policy.metadata_for(prompts)
+                out = self.reward_fn(images, prompts, meta)
+                for k, j in enumerate(ids):
+                    row = {"idx": j, "reward": float(out.scores[k])}
+                    for name, v in out.details.items():
+                        if isinstance(v, torch.Tensor) and v.numel() == len(ids) and v.is_floating_point():
+                            row[name] = float(v[k])
+                    results.append(row)
+                if len(grid_imgs) * ev.batch_size < ev.grid_images:
+                    grid_imgs.append((images, prompts, out.scores.tolist()))
+        if self.world > 1:
+            from accelerate.utils import gather_object
+
+            results = gather_object(results)
+        metrics = {"step": step}
+        rows = sorted(results, key=lambda r: r["idx"])
+        keys = sorted({k for r in rows for k in r if k not in ("idx",)})
+        for k in keys:
+            vals = [r[k] for r in rows if k in r and math.isfinite(r[k])]
+            if vals:
+                name = "eval/reward_mean" if k == "reward" else f"eval/{k}"
+                metrics[name] = float(np.mean(vals))
+        if self.main and grid_imgs:
+            imgs = torch.cat([g[0] for g in grid_imgs])[: ev.grid_images]
+            prompts = sum((g[1] for g in grid_imgs), [])[: ev.grid_images]
+            scores = sum((g[2] for g in grid_imgs), [])[: ev.grid_images]
+            path = os.path.join(cfg.run.dir, "samples", f"step_{step:06d}.png")
+            title = f"step {step}: eval reward {metrics.get('eval/reward_mean', 0):.3f}"
+            save_grid(imgs, prompts, path, scores, title=title)
+            metrics["eval/grid"] = os.path.relpath(path, cfg.run.dir)
+        return metrics
+
+    def _wall(self) -> float:
+        return self.wall_offset + (time.time() - self.t0)
+
+    def checkpoint(self) -> None:
+        if self.main:
+            save_checkpoint(self.cfg.run.dir, self.step, policy=self.policy, ema=self.ema, optimizer=self.optimizer,
+                            state=self._state(), keep_last=self.cfg.checkpoint.keep_last)
+        self.acc.wait_for_everyone()
+
+    def run(self) -> RunResult:
+        cfg = self.cfg
+        self.t0 = time.time()
+        total = cfg.train.steps
+        ev_every, ck_every = cfg.eval.every, cfg.checkpoint.every
+        if ev_every > 0 and self.step == 0:
+            m = self.evaluate(0)
+            m["wall_time"] = self._wall()
+            self.first_eval = self.last_eval = m
+            self.logger.log(m)
+        bar = None
+        if self.main and self.progress and total > self.step:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=total, initial=self.step, desc="genrl train", unit="step", dynamic_ncols=True)
+        while self.step < total:
+            step = self.step
+            t_start = time.time()
+            batch, details = self.rollout_step(step)
+            t_roll = time.time() - t_start
+            chosen, info = self.compute_advantages(batch, step)
+            batch.advantages = info.pop("adv")
+            t1 = time.time()
+            train_metrics = self.train_step(batch, chosen, step)
+            self.algo.after_step(self.policy, self._ctx(step, salt=999))
+            t_train = time.time() - t1
+            self.step = step + 1
+            self.samples_seen += cfg.sample.group_size * cfg.sample.groups_per_step
+            rec = {"step": self.step, "wall_time": self._wall(), "samples_seen": self.samples_seen, **info,
+                   **train_metrics, "train/lr": self.scheduler.get_last_lr()[0],
+                   "train/skipped_updates": self.skipped_updates, "time/rollout_s": t_roll,
+                   "time/train_s": t_train, "time/step_s": time.time() - t_start}
+            for k, v in details.items():
+                rec[f"train/reward_{k}"] = self._gather(v).mean().item() if v.numel() else None
+            if self.step % cfg.run.log_every == 0 or self.step == total:
+                self.logger.log(rec)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(reward=f"{info['train/reward_mean']:.3f}",
+                                zero_std=f"{info['train/zero_std_ratio']:.2f}")
+            if ev_every > 0 and (self.step % ev_every == 0 or self.step == total):
+                m = self.evaluate(self.step)
+                m["wall_time"] = self._wall()
+                self.last_eval = m
+                self.logger.log(m)
+                if self.main:
+                    plot_curves(self.logger.path, os.path.join(cfg.run.dir, "curves.png"), cfg.run.dir)
+                    if bar is not None:
+                        bar.write(f"step {self.step}: eval reward {m.get('eval/reward_mean', float('nan')):.4f}")
+            if (ck_every > 0 and self.step % ck_every == 0) or self.step == total:
+                self.checkpoint()
+        if bar is not None:
+            bar.close()
+        curves = None
+        if self.main:
+            curves = plot_curves(self.logger.path, os.path.join(cfg.run.dir, "curves.png"), cfg.run.dir)
+        self.logger.close()
+        return RunResult(cfg.run.dir, self.step, self.first_eval, self.last_eval,
+                         os.path.join(cfg.run.dir, "samples"), curves)
+
+
+def train(cfg: Config, resume: bool = False, progress: bool = True) -> RunResult:
+    """Run (or, with resume=True, continue) the training described by `cfg`."""
+    return Trainer(cfg, resume=resume, progress=progress).run()
