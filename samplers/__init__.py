@@ -1,4 +1,5 @@
-"""samplers: pure flow-matching math (schedules, ODE/SDE steps with exact log-probs, guidance, masked diffusion).
+"""samplers: pure flow-matching math (schedules, ODE/SDE steps with exact
+log-probs, guidance, masked discrete diffusion for diffusion LMs).
 
 Time convention everywhere: t = sigma in [0, 1], t = 1 is pure noise, t = 0 is data,
 x_t = (1 - t) x0 + t eps, velocity v = eps - x0. Log-probs are per-element MEANS over non-batch dims (shape [B])
@@ -12,6 +13,7 @@ unless reduce="sum" is asked for. SDE math runs in float32. Imports nothing from
 """
 
 from .guidance import cfg, rlg
+from .masked import REMASKING, MaskedDiffusionResult, masked_diffusion_sample, num_transfer_tokens
 from .ode import dpm2_step, euler_step, heun, heun_step
 from .sample import METHODS, ODE_METHODS, SampleResult, sample, sde_window_mask
 from .schedules import check_sigmas, flow_sigmas, flux_mu
@@ -19,6 +21,10 @@ from .sde import SDE_KINDS, SDEStep, sde_log_prob, sde_mean_std, sde_step
 
 __all__ = [
     "METHODS",
+    "REMASKING",
+    "MaskedDiffusionResult",
+    "masked_diffusion_sample",
+    "num_transfer_tokens",
     "ODE_METHODS",
     "SDE_KINDS",
     "SDEStep",
