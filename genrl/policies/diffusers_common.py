@@ -1,0 +1,168 @@
+"""Helpers shared by the diffusers-pipeline adapters (sd3.py, flux.py): loading, dtypes, prompt-embedding cache,
+trainable setup (LoRA or full fine-tuning), saving/loading what was trained. Not an adapter itself.
+
+Time convention (for the adapters using this): t = sigma in [0, 1], t = 1 noise, x_t = (1 - t) x0 + t eps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+from genrl import lora as lora_lib
+
+DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
+          "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+TRAINABLE_INFO = "genrl_trainable.json"  # small sidecar next to the weights: what kind of weights these are
+
+
+def parse_dtype(value, name: str) -> torch.dtype:
+    if isinstance(value, torch.dtype):
+        return value
+    if value not in DTYPES:
+        raise ValueError(f"option {name}={value!r} is not a dtype; use one of {', '.join(DTYPES)}")
+    return DTYPES[value]
+
+
+def read_model_index(path: str, local_files_only: bool = False) -> dict:
+    """model_index.json of a local pipeline dir or a hub id (FileNotFoundError for anything else)."""
+    if os.path.isdir(path):
+        index = os.path.join(path, "model_index.json")
+        if not os.path.isfile(index):
+            raise FileNotFoundError(f"{path} is not a diffusers pipeline directory (no model_index.json)")
+    elif os.path.exists(path) or path.startswith((".", "/")) or path.count("/") != 1:
+        raise FileNotFoundError(f"model path {path!r} does not exist (expected a pipeline directory or a hub id)")
+    else:
+        from huggingface_hub import hf_hub_download
+
+        index = hf_hub_download(path, "model_index.json", local_files_only=local_files_only)
+    with open(index) as f:
+        return json.load(f)
+
+
+def pipeline_kwargs(path: str, expected_class: str, local_files_only: bool = False, **extra) -> dict:
+    """from_pretrained kwargs: checks the pipeline class; components stored as [null, null] are passed as None
+    (diffusers refuses to load such a directory otherwise)."""
+    index = read_model_index(path, local_files_only)
+    found = index.get("_class_name", "?")
+    if found != expected_class:
+        raise ValueError(f"{path} holds a {found!r}, but this adapter needs a {expected_class!r} "
+                         f"(supported pipelines: {', '.join(lora_lib.SUPPORTED_PIPELINES)}, ShapesPipeline)")
+    kwargs = {k: None for k, v in index.items() if isinstance(v, list) and (not v or v[0] is None)}
+    kwargs.update(extra)
+    if local_files_only:
+        kwargs["local_files_only"] = True
+    return kwargs
+
+
+def check_options(options: dict, allowed: set[str], adapter: str) -> None:
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise ValueError(f"unknown {adapter} option(s) {', '.join(unknown)}; valid: {', '.join(sorted(allowed))}")
+
+
+class PromptCache:
+    """LRU cache prompt -> tuple of CPU tensors (one row each), so text encoders run once per unique prompt."""
+
+    def __init__(self, max_size: int = 4096):
+        self.max_size = max_size
+        self._d: OrderedDict[str, tuple[torch.Tensor, ...]] = OrderedDict()
+
+    def get_many(self, prompts: list[str], encode_fn) -> list[torch.Tensor]:
+        """Rows for `prompts` stacked per field; `encode_fn(new_prompts)` returns a tuple of [N, ...] tensors."""
+        new = list(dict.fromkeys(p for p in prompts if p not in self._d))
+        if new:
+            fields = encode_fn(new)
+            for i, p in enumerate(new):
+                self._d[p] = tuple(f[i].detach().cpu() for f in fields)
+        rows = []
+        for p in prompts:
+            self._d.move_to_end(p)
+            rows.append(self._d[p])
+        out = [torch.stack([r[j] for r in rows]) for j in range(len(rows[0]))]
+        while len(self._d) > self.max_size:
+            self._d.popitem(last=False)
+        return out
+
+
+def setup_trainable(transformer: nn.Module, lora_rank: int, lora_alpha: float | None, targets: list[str],
+                    lora_init: str | bool = "gaussian", gradient_checkpointing: bool = False) -> nn.Module | None:
+    """LoRA (rank > 0; alpha None = 2 * rank as the reference) or full fine-tuning (rank == 0). Returns the frozen
+    reference copy for full fine-tuning (the base model for KL / disable_adapter), else None."""
+    if isinstance(lora_rank, bool) or not isinstance(lora_rank, int) or lora_rank < 0:
+        raise ValueError(f"LoRA rank must be an integer > 0 (or 0 for full fine-tuning), got {lora_rank!r}")
+    reference = None
+    if lora_rank == 0:
+        reference = copy.deepcopy(transformer).requires_grad_(False).eval()
+        transformer.requires_grad_(True)
+    else:
+        lora_lib.add_lora(transformer, lora_rank, lora_alpha if lora_alpha is not None else 2 * lora_rank,
+                          targets, init=lora_init)
+    if gradient_checkpointing:
+        transformer.enable_gradient_checkpointing()
+    return reference
+
+
+@contextlib.contextmanager
+def adapter_disabled(transformer: nn.Module, reference: nn.Module | None, holder: dict):
+    """Inside: the frozen base model. LoRA: peft adapters disabled. Full fine-tuning: the reference copy is used
+    (holder["transformer"] is swapped for the duration)."""
+    if reference is not None:
+        holder["active"] = reference
+        try:
+            yield
+        finally:
+            holder["active"] = transformer
+        return
+    transformer.disable_adapters()
+    try:
+        yield
+    finally:
+        transformer.enable_adapters()
+
+
+def save_trained(transformer: nn.Module, directory: str, pipeline_class: str, full: bool) -> None:
+    """LoRA: `directory`/pytorch_lora_weights.safetensors (diffusers format, `pipe.load_lora_weights(directory)`).
+    Full: `directory`/transformer/ (diffusers save_pretrained, safetensors). Plus a small genrl_trainable.json."""
+    os.makedirs(directory, exist_ok=True)
+    if full:
+        transformer.save_pretrained(os.path.join(directory, "transformer"), safe_serialization=True)
+        info = {"kind": "full", "pipeline": pipeline_class}
+    else:
+        lora_lib.save_lora(transformer, directory, pipeline_class)
+        cfg = transformer.peft_config["default"]
+        info = {"kind": "lora", "pipeline": pipeline_class, "rank": cfg.r, "alpha": cfg.lora_alpha,
+                "targets": sorted(cfg.target_modules)}
+    with open(os.path.join(directory, TRAINABLE_INFO), "w") as f:
+        json.dump(info, f, indent=1)
+
+
+def load_trained(transformer: nn.Module, directory: str, full: bool) -> None:
+    if full:
+        from safetensors.torch import load_file
+
+        sub = os.path.join(directory, "transformer")
+        files = sorted(f for f in os.listdir(sub) if f.endswith(".safetensors")) if os.path.isdir(sub) else []
+        if not files:
+            raise FileNotFoundError(f"{directory} has no transformer/*.safetensors (a full fine-tuning save)")
+        state = {}
+        for f in files:
+            state.update(load_file(os.path.join(sub, f)))
+        missing, unexpected = transformer.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ValueError(f"{sub} does not match the model: missing {missing[:2]}, unexpected {unexpected[:2]}")
+    else:
+        lora_lib.load_lora(transformer, directory)
+
+
+def move_frozen(modules: dict[str, nn.Module | None], fn) -> None:
+    """Apply an nn.Module._apply function (device moves from .to()) to modules kept outside the module tree."""
+    for m in modules.values():
+        if m is not None:
+            m._apply(fn)
