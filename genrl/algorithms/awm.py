@@ -176,6 +176,13 @@ class AWMConfig(AlgorithmConfig):
     ema_decay_cap: float = 0.3  # EMA-policy decay d = min(cap, rate * update)
     ema_decay_rate: float = 0.001
 
+    def __post_init__(self):
+        if self.time_type not in TIME_TYPES:
+            raise ValueError(f"algorithm.time_type {self.time_type!r} unknown; choose one of {', '.join(TIME_TYPES)}")
+        weighted_logprob(torch.zeros(1), torch.zeros(1), self.weighting, self.ghuber_p)  # validates weighting, p
+        if self.n_train < 1:
+            raise ValueError(f"algorithm.n_train must be >= 1, got {self.n_train} (reference: 6)")
+
 
 @register_algorithm("awm")
 class AWM(Algorithm):
@@ -185,9 +192,7 @@ class AWM(Algorithm):
 
     def __init__(self, config: AWMConfig, sample_cfg, advantage_cfg):
         super().__init__(config, sample_cfg, advantage_cfg)
-        if config.time_type not in TIME_TYPES:
-            raise ValueError(f"algorithm.time_type {config.time_type!r} unknown; choose one of {', '.join(TIME_TYPES)}")
-        weighted_logprob(torch.zeros(1), torch.zeros(1), config.weighting, config.ghuber_p)  # validates early
+        stratified_indices(sample_cfg.steps, config.n_train, config.time_type, config.timestep_fraction)  # validates
         self.ema: dict[str, torch.Tensor] | None = None  # theta_ema (trainable tensors)
 
     def setup(self, policy, ctx: StepContext) -> None:

@@ -148,6 +148,13 @@ class NFTConfig(AlgorithmConfig):
     timestep_fraction: float = 0.99  # train int(N * fraction) of the N rollout-grid times per sample
     decay_type: int = 1  # old-policy soft-update schedule: 0 on-policy, 1 default, 2 OCR
 
+    def __post_init__(self):
+        if self.beta <= 0:
+            raise ValueError(f"algorithm.beta must be > 0, got {self.beta}; the reference uses 1.0 (OCR: 0.1)")
+        old_policy_decay(0, self.decay_type)  # validates decay_type
+        if not 0 < self.timestep_fraction <= 1:
+            raise ValueError(f"algorithm.timestep_fraction must be in (0, 1], got {self.timestep_fraction}")
+
 
 @register_algorithm("nft")
 class NFT(Algorithm):
@@ -157,9 +164,6 @@ class NFT(Algorithm):
 
     def __init__(self, config: NFTConfig, sample_cfg, advantage_cfg):
         super().__init__(config, sample_cfg, advantage_cfg)
-        if config.beta <= 0:
-            raise ValueError(f"algorithm.beta must be > 0, got {config.beta}; the reference uses 1.0 (OCR: 0.1)")
-        old_policy_decay(0, config.decay_type)  # validates decay_type early
         self.old: dict[str, torch.Tensor] | None = None  # theta_old (trainable tensors)
 
     def setup(self, policy, ctx: StepContext) -> None:

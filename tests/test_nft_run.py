@@ -1,0 +1,88 @@
+"""DiffusionNFT on the one loop: a 2-step run on a tiny random shapes model; rollouts come from the old policy;
+the old policy follows its soft-update schedule and is saved for resume."""
+
+import json
+import os
+
+import pytest
+import torch
+
+from genrl.algorithms import Algorithm, get_algorithm
+from genrl.config import load_config
+from genrl.loop import Trainer
+
+
+def build_tiny_shapes(directory: str) -> str:
+    """A tiny random ShapesPipeline (16 px, 1 layer) saved with save_pretrained."""
+    from genrl.shapes.model import ShapesModelConfig, build_model, save_pipeline
+
+    cfg = ShapesModelConfig(resolution=16, patch_size=4, num_layers=1, num_attention_heads=2, attention_head_dim=8,
+                            text_hidden=16, text_layers=1, text_heads=2)
+    save_pipeline(directory, *build_model(cfg, seed=0))
+    return directory
+
+
+def tiny_raw(model: str, run_dir: str, algorithm: dict, **sections) -> dict:
+    raw = {
+        "model": {"path": model, "lora_rank": 4},
+        "run": {"dir": run_dir, "seed": 1, "tensorboard": False},
+        "sample": {"steps": 4, "method": "euler", "noise_level": 0.0, "group_size": 2, "groups_per_step": 2,
+                   "batch_size": 4},
+        "advantage": {"filter_zero_std": False},
+        "train": {"steps": 2, "batch_size": 2, "lr": 1e-2},
+        "algorithm": algorithm,
+        "rewards": {"shapes": 1.0},
+        "eval": {"every": 0},
+        "checkpoint": {"every": 0},
+    }
+    for k, v in sections.items():
+        raw.setdefault(k, {}).update(v)
+    return raw
+
+
+@pytest.fixture(scope="module")
+def tiny_shapes(tmp_path_factory):
+    return build_tiny_shapes(str(tmp_path_factory.mktemp("shapes") / "base"))
+
+
+def test_nft_two_step_run(tiny_shapes, tmp_path):
+    run_dir = str(tmp_path / "run")
+    cfg = load_config(raw=tiny_raw(tiny_shapes, run_dir, {"name": "nft", "beta": 1.0, "kl_beta": 1e-4,
+                                                          "decay_type": 1}))
+    trainer = Trainer(cfg, progress=False)
+    algo = trainer.algo
+    assert type(algo) is get_algorithm("nft")
+    before = {k: v.clone() for k, v in trainer.policy.trainable_state().items()}
+    res = trainer.run()
+    assert res.steps_done == 2
+    rows = [json.loads(line) for line in open(os.path.join(run_dir, "metrics.jsonl"))]
+    train_rows = [r for r in rows if "train/loss" in r]
+    assert len(train_rows) == 2
+    for r in train_rows:
+        for k in ("train/loss", "train/policy_loss", "train/loss_pos", "train/loss_neg", "train/kl_loss"):
+            assert r[k] == r[k] and abs(r[k]) < 1e6  # finite
+        assert r["train/updates"] == 1
+    after = trainer.policy.trainable_state()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    # decay after update 1 is 0.001, after update 2 is 0.002: old = mostly the current weights, not the initial
+    k = next(k for k in before if not torch.equal(before[k], after[k]))
+    assert not torch.equal(algo.old[k], before[k])
+    # the old policy is part of the checkpointed algorithm state
+    st = torch.load(os.path.join(run_dir, "checkpoints", "step_000002", "state.pt"), weights_only=True)
+    assert torch.equal(st["algorithm"]["old"][k], algo.old[k].cpu())
+
+
+def test_nft_rollout_uses_the_old_policy(tiny_shapes, tmp_path):
+    cfg = load_config(raw=tiny_raw(tiny_shapes, str(tmp_path / "r"), {"name": "nft"}))
+    trainer = Trainer(cfg, progress=False)
+    pol, algo = trainer.policy, trainer.algo
+    # make the old policy differ from the current one
+    algo.old = {k: v + 0.05 * torch.randn_like(v) for k, v in pol.trainable_state().items()}
+    prompts, groups = ["a red circle", "two blue squares"], torch.tensor([0, 1])
+    b_nft = algo.rollout(pol, prompts, groups, trainer._ctx(0))
+    with pol.use_trainable(algo.old):
+        b_old = Algorithm.rollout(algo, pol, prompts, groups, trainer._ctx(0))
+    b_cur = Algorithm.rollout(algo, pol, prompts, groups, trainer._ctx(0))
+    assert torch.equal(b_nft.samples, b_old.samples)
+    assert not torch.equal(b_nft.samples, b_cur.samples)
+    assert "log_probs" not in b_nft  # only clean final samples are kept
