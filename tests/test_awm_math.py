@@ -1,6 +1,7 @@
 """AWM math against hand-computed tiny cases (flow_methods.md §3.3)."""
 
 import math
+import os
 
 import pytest
 import torch
@@ -13,6 +14,8 @@ from genrl.algorithms.awm import (
     soft_update_,
     stratified_indices,
 )
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_ghuber_weighting_values_in_float64():
@@ -96,3 +99,17 @@ def test_ema_decay_schedule_and_update():
     ema = {"w": torch.tensor([1.0])}
     soft_update_(ema, {"w": torch.tensor([2.0])}, decay=0.3)
     assert ema["w"].item() == pytest.approx(1.7)  # 0.3*1 + 0.7*2
+
+
+@pytest.mark.parametrize("task,kl,time_type,groups", [("geneval", 0.001, "discrete_wo_init", 72),
+                                                      ("ocr", 0.003, "discrete_wo_init", 72),
+                                                      ("pickscore", 0.0001, "discrete", 24)])
+def test_shipped_sd35_configs_have_reference_defaults(task, kl, time_type, groups):
+    from genrl.config import load_config
+
+    cfg = load_config(f"{ROOT}/configs/sd35/{task}_awm.yaml")
+    a, s = cfg.algorithm, cfg.sample
+    assert a.name == "awm" and a.kl_beta == kl and a.time_type == time_type and a.n_train == 6
+    assert a.weighting == "ghuber" and a.ghuber_p == 0.25 and a.ema_beta == 1.0 and a.ema_decay_cap == 0.3
+    assert (s.steps, s.shift, s.cfg_scale, s.group_size, s.groups_per_step) == (14, 3.0, 1.0, 24, groups)
+    assert cfg.train.updates_per_step == 1 and cfg.train.lr == 3e-4

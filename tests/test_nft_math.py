@@ -1,5 +1,7 @@
 """DiffusionNFT math against hand-computed tiny cases (flow_methods.md §2.3-§2.5)."""
 
+import os
+
 import pytest
 import torch
 
@@ -11,6 +13,8 @@ from genrl.algorithms.nft import (
     optimality_probability,
     soft_update_,
 )
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_optimality_probability_extremes_and_middle():
@@ -100,3 +104,15 @@ def test_grid_timestep_choices_is_a_per_sample_permutation():
     assert ts.shape == (3, 4)  # 5 nonzero grid points, int(5*0.99) = 4
     for row in ts:
         assert len(set(row.tolist())) == 4 and set(row.tolist()) <= {1.0, 0.75, 0.5, 0.25, 0.125}
+
+
+@pytest.mark.parametrize("task", ["geneval", "ocr", "pickscore"])
+def test_shipped_sd35_configs_have_reference_defaults(task):
+    from genrl.config import load_config
+
+    cfg = load_config(f"{ROOT}/configs/sd35/{task}_nft.yaml")
+    a, s = cfg.algorithm, cfg.sample
+    assert a.name == "nft" and a.kl_beta == 1e-4 and a.adv_clip_max == 5.0 and a.timestep_fraction == 0.99
+    assert (a.beta, a.decay_type, cfg.train.updates_per_step) == ((0.1, 2, 2) if task == "ocr" else (1.0, 1, 1))
+    assert (s.method, s.steps, s.shift, s.cfg_scale, s.group_size, s.groups_per_step) == ("dpm2", 10, 3.0, 1.0, 24, 48)
+    assert cfg.model.lora_rank == 32 and cfg.model.lora_alpha == 64 and cfg.train.lr == 3e-4

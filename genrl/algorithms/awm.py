@@ -199,6 +199,19 @@ class AWM(Algorithm):
         if self.ema is None:
             self.ema = policy.trainable_state()
 
+    def rollout(self, policy, prompts, groups, ctx: StepContext) -> Batch:
+        """The configured sampler; with sample.sde_window_size w > 0 only steps [start, start + w) are stochastic,
+        start ~ UniformInt[lo, hi - w] (the SD3.5 configs use this to make the SDE act where the reference's
+        SA-Solver is stochastic, 0.3 <= t <= 0.9)."""
+        from genrl.rollout import flow_rollout
+
+        s = self.sample_cfg
+        spec = self.rollout_spec()
+        if s.sde_window_size > 0:
+            lo, hi = s.sde_window_range if s.sde_window_range is not None else (0, s.steps)
+            spec.sde_window = (ctx.rng.randint(lo, hi - s.sde_window_size), s.sde_window_size)
+        return flow_rollout(policy, prompts, groups, spec, ctx, resolution=s.resolution)
+
     def loss(self, policy, mb: Batch, ctx: StepContext):
         cfg = self.config
         x0 = mb.samples.to(ctx.device, torch.float32)
