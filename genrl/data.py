@@ -4,6 +4,8 @@ Sources (`data.prompts`, `eval.prompts`):
   * "shapes:train" / "shapes:eval"   the shapes world's deterministic prompt splits (with structured specs,
                                      passed to rewards as metadata)
   * a path to a text file            one prompt per line (blank lines and lines starting with '#' ignored)
+  * a path to a .jsonl file          one JSON object per line with a "prompt" key; the whole object is the
+                                     sample's reward metadata (e.g. GenEval's evaluation_metadata.jsonl rows)
 
 K-repeat sampler (the reference's DistributedKRepeatSampler, keyed by step instead of epoch): each step draws
 `groups_per_step` distinct prompts (a fresh permutation every pass through the source), repeats each
@@ -61,10 +63,31 @@ def load_prompts(source: str, key: str = "data.prompts") -> PromptSet:
             lines = f.read().splitlines()
     except (OSError, UnicodeDecodeError) as e:
         raise ValueError(f"{key}: cannot read prompt file {source!r} ({type(e).__name__}: {e})") from None
+    if source.endswith(".jsonl"):
+        return _jsonl(source, lines, key)
     prompts = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
     if not prompts:
         raise ValueError(f"{key}: prompt file {source!r} has no prompts; write one prompt per line")
     return PromptSet(prompts, None, os.path.basename(source))
+
+
+def _jsonl(source: str, lines: list[str], key: str) -> PromptSet:
+    import json
+
+    rows = []
+    for n, ln in enumerate(lines, 1):
+        if not ln.strip():
+            continue
+        try:
+            row = json.loads(ln)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{key}: {source}:{n} is not valid JSON ({e.msg})") from None
+        if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
+            raise ValueError(f"{key}: {source}:{n} needs a \"prompt\" string field")
+        rows.append(row)
+    if not rows:
+        raise ValueError(f"{key}: prompt file {source!r} has no prompts; write one JSON object per line")
+    return PromptSet([r["prompt"] for r in rows], rows, os.path.basename(source))
 
 
 class KRepeatSampler:

@@ -72,14 +72,24 @@ class Batch:
     """Named batch-first fields of a rollout. Tensors are indexed along dim 0; lists are indexed per element;
     anything else (sigmas, sde_steps, the window) is shared by the whole batch and copied as is.
 
+    Fields named in Batch.SHARED or declared with `shared=`/`mark_shared` are never split.
+
     Common fields set by the default rollout: prompts (list[str]), group (long [B], prompt-group id),
     metadata (list[dict] | None), cond / uncond (dicts of tensors), samples (final latents), images
     ([B,3,H,W] in [0,1]), and with record="trajectory": latents [B, T+1, ...], log_probs [B, T],
     sigmas [T+1], sde_steps bool [T]. The loop adds rewards [B] and advantages [B].
     """
 
-    def __init__(self, **fields: Any):
+    #: fields that are always shared by the whole batch (never split), whatever their length
+    SHARED = frozenset({"sigmas", "sde_steps", "sde_window", "timesteps"})
+
+    def __init__(self, shared: tuple[str, ...] | set[str] = (), **fields: Any):
         self.__dict__["_f"] = dict(fields)
+        self.__dict__["_shared"] = set(self.SHARED) | set(shared)
+
+    def mark_shared(self, *names: str) -> None:
+        """Declare extra fields shared by the whole batch (not indexed by `select`, not concatenated)."""
+        self._shared.update(names)
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -107,7 +117,8 @@ class Batch:
         idx_t = torch.as_tensor(idx, dtype=torch.long)
         idx_l = idx_t.tolist()
         n = len(self)
-        return Batch(**{k: _take(v, idx_t, idx_l, n) for k, v in self._f.items()})
+        out = {k: v if k in self._shared else _take(v, idx_t, idx_l, n) for k, v in self._f.items()}
+        return Batch(shared=self._shared, **out)
 
     @staticmethod
     def cat(batches: list[Batch]) -> Batch:
@@ -117,8 +128,8 @@ class Batch:
         out = {}
         for k in first._f:
             vals = [b._f[k] for b in batches]
-            out[k] = _cat(vals, n)
-        return Batch(**out)
+            out[k] = vals[0] if k in first._shared else _cat(vals, n)
+        return Batch(shared=first._shared, **out)
 
 
 def _is_per_sample(v: Any, n: int) -> bool:

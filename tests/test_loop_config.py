@@ -1,0 +1,85 @@
+"""Config schema: YAML + dotted overrides, whole-mapping replacement, clear errors."""
+
+import pytest
+import yaml
+
+from genrl.config import ConfigError, load_config, parse_override
+
+
+def test_defaults_and_overrides(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump({"train": {"lr": "1e-4", "steps": 7}, "sample": {"group_size": 4}}))
+    cfg = load_config(str(p), ["train.batch_size=4", "sample.sde_window_range=[0,5]", "model.family=null"])
+    assert cfg.train.lr == 1e-4 and isinstance(cfg.train.lr, float)  # YAML reads 1e-4 as a string; accepted
+    assert cfg.train.steps == 7 and cfg.train.batch_size == 4 and cfg.train.weight_decay == 1e-4
+    assert cfg.sample.group_size == 4 and cfg.sample.sde_window_range == [0, 5]
+    assert cfg.algorithm.name == "grpo" and cfg.algorithm.clip_range == 1e-4
+    assert cfg.rewards == {"shapes": 1.0}
+
+
+def test_mapping_replacement_and_entry_override():
+    cfg = load_config(raw={"rewards": {"shapes": 1.0, "jpeg_compressibility": 0.1}},
+                      overrides=["rewards={ocr:1.0,pickscore:0.5}"])
+    assert cfg.rewards == {"ocr": 1.0, "pickscore": 0.5}  # replaced whole
+    cfg = load_config(raw={}, overrides=["rewards.jpeg_compressibility=0.5"])
+    assert cfg.rewards == {"shapes": 1.0, "jpeg_compressibility": 0.5}  # one entry added
+    cfg = load_config(raw={"train": {"steps": 3}}, overrides=["train={lr: 0.001}"])
+    assert cfg.train.steps == 3 and cfg.train.lr == 0.001  # a mapping on a section sets only those fields
+
+
+def test_algorithm_section_follows_name():
+    cfg = load_config(raw={"algorithm": {"name": "grpo", "beta": 0.0}}, overrides=["algorithm.clip_range=1e-5"])
+    assert cfg.algorithm.beta == 0.0 and cfg.algorithm.clip_range == 1e-5
+    with pytest.raises(ConfigError, match="algorithm.clip_rnge.*did you mean 'algorithm.clip_range'"):
+        load_config(raw={}, overrides=["algorithm.clip_rnge=1"])
+    with pytest.raises(ValueError, match="unknown algorithm.name 'grop'.*did you mean 'grpo'"):
+        load_config(raw={"algorithm": {"name": "grop"}})
+
+
+@pytest.mark.parametrize(
+    "overrides, pattern",
+    [
+        (["train.lrr=1"], r"unknown config key 'train.lrr' \(did you mean 'train.lr'\?\)"),
+        (["trian.lr=1"], r"unknown config key 'trian' \(did you mean 'train'\?\)"),
+        (["train.lr=abc"], r"'train.lr' expects float, got str 'abc'"),
+        (["train.steps=1.5"], r"'train.steps' expects int"),
+        (["ema.enabled=maybe"], r"'ema.enabled' expects bool"),
+        (["rewards=[ocr]"], r"'rewards' expects a mapping"),
+        (["train.steps"], r"not KEY=VALUE"),
+        (["sample.group_size=1"], r"group_size"),
+    ],
+)
+def test_errors_are_one_line_and_name_the_key(overrides, pattern):
+    with pytest.raises(ValueError, match=pattern) as e:
+        load_config(raw={}, overrides=overrides)
+    assert "\n" not in str(e.value)
+
+
+def test_file_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="config file"):
+        load_config(str(tmp_path / "missing.yaml"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_config(str(bad))
+
+
+def test_parse_override_yaml_values():
+    assert parse_override("a.b=3") == ("a.b", 3)
+    assert parse_override("a={x:1, y: 2}") == ("a", {"x": 1, "y": 2})
+    assert parse_override("a=hello world") == ("a", "hello world")
+
+
+def test_shipped_configs_load():
+    import glob
+
+    files = sorted(glob.glob("configs/shapes/grpo.yaml") + glob.glob("configs/sd35/*_grpo.yaml"))
+    assert len(files) == 4
+    for f in files:
+        cfg = load_config(f)
+        assert cfg.algorithm.name == "grpo"
+    sd = load_config("configs/sd35/geneval_grpo.yaml")
+    assert (sd.sample.group_size, sd.sample.groups_per_step, sd.sample.noise_level, sd.sample.cfg_scale) == (
+        24, 48, 0.7, 4.5)
+    assert (sd.algorithm.clip_range, sd.algorithm.beta, sd.train.lr, sd.model.lora_rank) == (1e-4, 0.04, 3e-4, 32)
+    assert load_config("configs/sd35/pickscore_grpo.yaml").algorithm.beta == 0.01
