@@ -1,0 +1,49 @@
+"""`genrl pretrain shapes --out DIR [--minutes M] [--seed S]`: pretrain the shapes-world base model by flow
+matching on rendered images (see genrl/shapes/pretrain.py for the recipe; docs/shapes.md for the world)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from genrl.cli import UserError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from genrl.shapes.model import ShapesModelConfig
+    from genrl.shapes.pretrain import PretrainConfig
+
+    d, m = PretrainConfig(), ShapesModelConfig()
+    p.add_argument("world", choices=["shapes"], help="what to pretrain (only the shapes world)")
+    p.add_argument("--out", required=True, help="output pipeline directory (e.g. assets/shapes-base)")
+    p.add_argument("--minutes", type=float, default=d.minutes, help="wall-clock budget in minutes")
+    p.add_argument("--steps", type=int, default=d.steps, help="maximum optimizer steps")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--ema-decay", type=float, default=d.ema_decay)
+    p.add_argument("--threads", type=int, default=d.threads,
+                   help="torch threads (use 1 when other jobs share the CPU: oversubscription is very slow)")
+    p.add_argument("--layers", type=int, default=m.num_layers, help="transformer blocks")
+    p.add_argument("--heads", type=int, default=m.num_attention_heads, help="attention heads (x 32 = width)")
+    p.add_argument("--resolution", type=int, default=m.resolution, help="image side in pixels")
+    p.add_argument("--patch-size", type=int, default=m.patch_size)
+
+
+def run(args) -> int:
+    from genrl.shapes.model import ShapesModelConfig
+    from genrl.shapes.pretrain import PretrainConfig, pretrain
+
+    if args.minutes <= 0 or args.steps <= 0:
+        raise UserError("--minutes and --steps must be positive")
+    if args.resolution % args.patch_size or not 24 <= args.resolution <= 128:
+        raise UserError(f"--resolution {args.resolution} must be in 24..128 and divisible by --patch-size")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise UserError(f"--out {args.out} exists and is not a directory; choose another path")
+    cfg = PretrainConfig(minutes=args.minutes, steps=args.steps, seed=args.seed, batch_size=args.batch_size,
+                         lr=args.lr, ema_decay=args.ema_decay, threads=args.threads)
+    mcfg = ShapesModelConfig(resolution=args.resolution, patch_size=args.patch_size, num_layers=args.layers,
+                             num_attention_heads=args.heads)
+    res = pretrain(args.out, cfg, mcfg, log=lambda s: print(s, flush=True))
+    print(f"pretrained {res['steps']} steps in {res['minutes']:.1f} min -> {args.out}")
+    return 0
