@@ -118,13 +118,18 @@ class GenEvalReward(Reward):
                 binary = prob > self.mask_threshold
                 mask_scores = (prob * binary).flatten(1).sum(1) / (binary.flatten(1).sum(1) + 1e-6)
                 det_scores = (cls_scores * mask_scores).tolist()
+                # box = the mask's extent [x1, y1, x2, y2) (mmdet's mask2bbox)
+                cols, rows = binary.any(1), binary.any(2)  # [K, W], [K, H]
+                w_, h_ = cols.shape[1], rows.shape[1]
+                x1, y1 = cols.int().argmax(1), rows.int().argmax(1)
+                x2, y2 = w_ - cols.flip(1).int().argmax(1), h_ - rows.flip(1).int().argmax(1)
+                boxes = torch.stack([x1, y1, x2, y2], 1).tolist()
+                nonempty = cols.any(1).tolist()
+                masks = binary.cpu().numpy()
                 for k in range(len(det_scores)):
-                    ys, xs = torch.where(binary[k])
-                    if ys.numel() == 0:
-                        continue
-                    box = [xs.min().item(), ys.min().item(), xs.max().item() + 1, ys.max().item() + 1]
-                    det = rules.Detection(box=box, score=det_scores[k], mask=binary[k].cpu().numpy())
-                    objects.setdefault(self.class_names[int(labels[k])], []).append(det)
+                    if nonempty[k]:
+                        det = rules.Detection(box=boxes[k], score=det_scores[k], mask=masks[k])
+                        objects.setdefault(self.class_names[int(labels[k])], []).append(det)
             results.append(objects)
         return results
 
