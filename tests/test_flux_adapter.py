@@ -29,7 +29,7 @@ def _pipe(path):
 
 def _euler(policy, noise, prompts, steps=STEPS):
     cond = policy.encode(prompts)
-    sig = policy.sigmas(steps, RES)
+    sig = policy.sigmas(steps, resolution=RES)
     x = noise.clone()
     with torch.no_grad():
         for i in range(steps):
@@ -52,10 +52,10 @@ def test_euler_loop_matches_pipeline(flux_dirs, variant):
                       guidance_scale=3.5, max_sequence_length=8, output_type="pt").images
     torch.testing.assert_close(_euler(policy, noise, PROMPTS), ref, atol=1e-5, rtol=0)
     # dynamic shift: mu from the packed token count, = samplers.flow_sigmas(n, mu=flux_mu(seq))
-    torch.testing.assert_close(policy.sigmas(6, RES), samplers.flow_sigmas(6, mu=samplers.flux_mu(64)))
+    torch.testing.assert_close(policy.sigmas(6, resolution=RES), samplers.flow_sigmas(6, mu=samplers.flux_mu(64)))
     seq = policy.noise_shape(1, 128)[1]
     assert seq == 1024
-    torch.testing.assert_close(policy.sigmas(28, 128), samplers.flow_sigmas(28, mu=samplers.flux_mu(seq)))
+    torch.testing.assert_close(policy.sigmas(28, 3.0, 128), samplers.flow_sigmas(28, mu=samplers.flux_mu(seq)))
 
 
 def test_guidance_embedding_is_used(flux_dirs):

@@ -34,7 +34,7 @@ def _pipe(path):
 def _euler_cfg(policy, noise, prompts, steps=STEPS, scale=CFG):
     """Deterministic Euler sampling through the adapter with CFG (negative prompt "")."""
     cond, uncond = policy.encode(prompts), policy.encode([""] * len(prompts))
-    sig = policy.sigmas(steps, RES)
+    sig = policy.sigmas(steps, resolution=RES)
     x = noise.clone()
     with torch.no_grad():
         for i in range(steps):
@@ -68,6 +68,7 @@ def test_euler_cfg_loop_matches_pipeline(sd3_dirs, variant):
     torch.testing.assert_close(ours, ref, atol=1e-5, rtol=0)
     # the adapter's grid is the pipeline scheduler's, = samplers.flow_sigmas with shift 3
     torch.testing.assert_close(policy.sigmas(10), samplers.flow_sigmas(10, shift=3.0))
+    torch.testing.assert_close(policy.sigmas(10, 1.0), samplers.flow_sigmas(10, shift=1.0))  # config sample.shift
 
 
 def test_lora_save_loads_in_diffusers_and_changes_output(sd3_dirs, tmp_path):

@@ -179,8 +179,9 @@ class FluxPolicy(FlowPolicy):
         side = res // (2 * self.vae_scale_factor)
         return (batch, side * side, self.latent_channels * 4)
 
-    def sigmas(self, num_steps: int, resolution: int | None = None) -> torch.Tensor:
-        """FluxPipeline's grid: linspace(1, 1/n, n) time-shifted with mu(image tokens), then a final 0."""
+    def sigmas(self, num_steps: int, shift: float | None = None, resolution: int | None = None) -> torch.Tensor:
+        """FluxPipeline's grid: linspace(1, 1/n, n) time-shifted with mu(image tokens), then a final 0. `shift` is
+        ignored (dynamic shifting replaces it, as in diffusers)."""
         import numpy as np
         from diffusers import FlowMatchEulerDiscreteScheduler
 

@@ -162,18 +162,22 @@ class SD3Policy(FlowPolicy):
         s = res // self.vae_scale_factor
         return (batch, self.transformer.config.in_channels, s, s)
 
-    def sigmas(self, num_steps: int, resolution: int | None = None) -> torch.Tensor:
-        """The pipeline scheduler's sigma grid (num_steps + 1 values, last 0): static shift (3.0 for SD3.5)."""
+    def sigmas(self, num_steps: int, shift: float | None = None, resolution: int | None = None) -> torch.Tensor:
+        """The pipeline scheduler's sigma grid (num_steps + 1 values, last 0) with a static shift: the scheduler's
+        own (3.0 for SD3.5) when `shift` is None, else `shift` (= samplers.flow_sigmas(num_steps, shift))."""
         from diffusers import FlowMatchEulerDiscreteScheduler
 
-        sched = FlowMatchEulerDiscreteScheduler.from_config(self.scheduler_config)
-        if sched.config.use_dynamic_shifting:
+        config = dict(self.scheduler_config)
+        if shift is not None:
+            config["shift"] = float(shift)
+        sched = FlowMatchEulerDiscreteScheduler.from_config(config)
+        if sched.config.use_dynamic_shifting:  # SD3 checkpoints with resolution-dependent shift
             from samplers import flux_mu
 
+            c = sched.config
             seq = (self.noise_shape(1, resolution)[-1] // self.transformer.config.patch_size) ** 2
-            sched.set_timesteps(num_steps, mu=flux_mu(seq, sched.config.base_image_seq_len,
-                                                      sched.config.max_image_seq_len, sched.config.base_shift,
-                                                      sched.config.max_shift))
+            sched.set_timesteps(num_steps, mu=flux_mu(seq, c.base_image_seq_len, c.max_image_seq_len, c.base_shift,
+                                                      c.max_shift))
         else:
             sched.set_timesteps(num_steps)
         return sched.sigmas.float().cpu()
