@@ -178,8 +178,13 @@ class GenEvalReward(Reward):
                 "geneval needs metadata per sample: GenEval rows like {'tag': 'counting', 'include': "
                 "[{'class': 'cat', 'count': 2}], 'exclude': [{'class': 'cat', 'count': 3}]}"
             )
+        known = set(self.class_names)
         for m in metadata:
             rules.check_metadata(m)
+            for req in list(m["include"]) + list(m.get("exclude", [])):
+                if req["class"] not in known:
+                    raise ValueError(f"geneval: class {req['class']!r} is not a detector class; use one of "
+                                     f"{', '.join(self.class_names)}")
         verdicts = [self.judge(img, raw, m) for img, raw, m in zip(samples, self.detect(samples), metadata)]
         partial = torch.tensor([v.score for v in verdicts], dtype=torch.float32)
         strict = torch.tensor([float(v.strict) for v in verdicts])

@@ -231,6 +231,9 @@ def test_colour_classifier_and_crop(tiny_geneval):
 def test_geneval_needs_metadata(tiny_geneval):
     with pytest.raises(ValueError, match="metadata"):
         tiny_geneval([Image.new("RGB", (32, 32))], ["a cat"])
+    with pytest.raises(ValueError, match="not a detector class"):
+        tiny_geneval([Image.new("RGB", (32, 32))], ["a cow"], [{"tag": "single_object",
+                                                                "include": [{"class": "cow", "count": 1}]}])
 
 
 def test_missing_detector_dir_is_a_clear_error(tmp_path):
