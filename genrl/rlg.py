@@ -96,27 +96,58 @@ def rlg_sample(policy, prompts: list[str], rlg_scale: float = 1.0, cfg_scale: fl
 
 
 def find_lora(path: str) -> str:
-    """A LoRA directory from RUN_DIR_OR_LORA: a directory holding the LoRA weights itself, or a run directory (its
-    newest checkpoint's weights)."""
+    """The LoRA directory named by RUN_DIR_OR_LORA: a run directory (its latest checkpoint's `lora/`), a checkpoint
+    directory (its `lora/`), or a directory holding the weights itself."""
+    from genrl.checkpoint import latest_checkpoint
+
     if not os.path.exists(path):
         raise FileNotFoundError(f"--lora {path!r} does not exist; pass a run directory or a LoRA directory")
     if os.path.isfile(path):
         return os.path.dirname(os.path.abspath(path))
-    if glob.glob(os.path.join(path, "*.safetensors")):
+    if glob.glob(os.path.join(path, "*.safetensors")) and not os.path.isdir(os.path.join(path, "lora")):
         return path
-    hits = sorted(glob.glob(os.path.join(path, "checkpoints", "*", "**", "*.safetensors"), recursive=True),
-                  key=os.path.getmtime)
-    hits = [h for h in hits if "optimizer" not in os.path.basename(h) and "algorithm" not in os.path.basename(h)]
-    if not hits:
-        raise FileNotFoundError(f"--lora {path!r}: no *.safetensors LoRA weights in it or in its checkpoints/")
-    return os.path.dirname(hits[-1])
+    if os.path.isdir(os.path.join(path, "lora")):
+        return os.path.join(path, "lora")
+    ckpt = latest_checkpoint(path) if os.path.isdir(os.path.join(path, "checkpoints")) else None
+    if ckpt is None or not os.path.isdir(os.path.join(ckpt, "lora")):
+        raise FileNotFoundError(f"--lora {path!r}: no LoRA weights (*.safetensors) in it, and no checkpoint with a "
+                                "lora/ folder under its checkpoints/; pass a run directory with a checkpoint")
+    return os.path.join(ckpt, "lora")
+
+
+def _lora_options(lora_path: str, lora_dir: str) -> dict:
+    """Adapter options (lora_rank, lora_alpha, ...) the LoRA was trained with: from the run's config.yaml (a run or
+    one of its checkpoints) or from the adapter's own trainable.json."""
+    import json
+
+    import yaml
+
+    for run in (lora_path, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(lora_dir))))):
+        cfg = os.path.join(run, "config.yaml")
+        if os.path.isfile(cfg):
+            with open(cfg) as f:
+                model = (yaml.safe_load(f) or {}).get("model", {}) or {}
+            opts = dict(model.get("options") or {})
+            opts["lora_rank"] = model.get("lora_rank", 32)
+            if model.get("lora_alpha") is not None:
+                opts["lora_alpha"] = model["lora_alpha"]
+            return opts
+    meta = os.path.join(lora_dir, "trainable.json")
+    if os.path.isfile(meta):
+        with open(meta) as f:
+            m = json.load(f)
+        return {k: m[k] for k in ("lora_rank", "lora_alpha", "lora_ff") if k in m}
+    return {}
 
 
 def load_rlg_policy(model: str, lora: str, device: torch.device | str = "cpu", **options):
     """The base model with the fine-tuned LoRA from RUN_DIR_OR_LORA loaded into its adapter (one copy of the base
-    weights: the base is that adapter disabled)."""
+    weights: the base is that adapter disabled). `options` override the adapter options found with the LoRA. A full
+    fine-tune (lora_rank 0) also works where the adapter keeps a frozen reference copy (two copies in memory)."""
     from genrl.policies import load_policy
 
-    policy = load_policy(model, **options)
-    policy.load_trainable(find_lora(lora))
+    lora_dir = find_lora(lora)
+    opts = {**_lora_options(lora, lora_dir), **options}
+    policy = load_policy(model, **opts)
+    policy.load_trainable(lora_dir)
     return policy.to(device).eval()
