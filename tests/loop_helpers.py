@@ -21,7 +21,7 @@ def tiny_shapes_model(directory: str) -> str:
 def tiny_raw(model: str, run_dir: str, **sections) -> dict:
     raw = {
         "model": {"path": model, "lora_rank": 4},
-        "run": {"dir": run_dir, "seed": 0, "tensorboard": True},
+        "run": {"dir": run_dir, "seed": 0, "tensorboard": False},
         "sample": {"steps": 4, "group_size": 4, "groups_per_step": 2, "batch_size": 4},
         "train": {"steps": 2, "batch_size": 4, "lr": 1e-2},
         "algorithm": {"name": "grpo", "beta": 0.04},

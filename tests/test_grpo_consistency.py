@@ -4,9 +4,9 @@ first update, for the SDE kinds, CFG, and the window variant."""
 
 import pytest
 import torch
+from loop_helpers import tiny_config, tiny_shapes_model
 
 from genrl.loop import Trainer
-from loop_helpers import tiny_config, tiny_shapes_model
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,160 @@
+"""The loop end to end on a tiny shapes model: artifacts, resume exactness, bad input, faults."""
+
+import json
+import os
+
+import pytest
+import torch
+from loop_helpers import tiny_config, tiny_shapes_model
+from safetensors.torch import load_file
+
+import rewards
+from genrl.cli import main as cli
+from genrl.config import save_config
+from genrl.loop import Trainer, TrainingAborted, train
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return tiny_shapes_model(str(tmp_path_factory.mktemp("tiny") / "shapes"))
+
+
+def test_two_step_run_writes_every_artifact(model, tmp_path):
+    run = tmp_path / "run"
+    res = train(tiny_config(model, str(run), run={"tensorboard": True}), progress=False)
+    assert res.steps_done == 2
+    for f in ["config.yaml", "metrics.jsonl", "curves.png", "samples/step_000000.png", "samples/step_000002.png",
+              "checkpoints/latest"]:
+        assert (run / f).is_file(), f
+    assert any(n.startswith("events.out.tfevents") for n in os.listdir(run / "tensorboard"))
+    ck = run / "checkpoints" / (run / "checkpoints" / "latest").read_text().strip()
+    assert ck.name == "step_000002"
+    for f in ["trainable.safetensors", "ema.safetensors", "optimizer.pt", "state.pt", "meta.json",
+              "lora/lora.safetensors"]:
+        assert (ck / f).is_file(), f
+    assert not any(n.startswith(".tmp") for n in os.listdir(run / "checkpoints"))
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    train_rows = [r for r in rows if "train/reward_mean" in r]
+    assert [r["step"] for r in train_rows] == [1, 2]
+    for key in ["wall_time", "samples_seen", "train/reward_std", "train/zero_std_ratio", "train/approx_kl",
+                "train/clipfrac", "train/policy_loss", "train/kl_loss", "train/ratio_mean"]:
+        assert key in train_rows[-1] or train_rows[-1]["train/updates"] == 0, key
+    assert train_rows[-1]["samples_seen"] == 16
+    evals = [r for r in rows if "eval/reward_mean" in r]
+    assert [r["step"] for r in evals] == [0, 1, 2] and "eval/shapes/strict" in evals[0]
+    # the exported LoRA loads back through the adapter
+    from genrl.policies import load_policy
+
+    pol = load_policy(model, lora_rank=4)
+    pol.load_trainable(str(ck / "lora"))
+
+
+@pytest.mark.slow
+def test_resume_is_exact(model, tmp_path):
+    straight = tmp_path / "straight"
+    kw = {"checkpoint": {"every": 2}, "eval": {"every": 2}}
+    train(tiny_config(model, str(straight), train={"steps": 4}, **kw), progress=False)
+    split = tmp_path / "split"
+    train(tiny_config(model, str(split), train={"steps": 2}, **kw), progress=False)
+    # continue with the CLI, raising train.steps on resume
+    assert cli(["train", "--resume", str(split), "train.steps=4", "--no-progress"]) == 0
+    a = load_file(str(straight / "checkpoints" / "step_000004" / "trainable.safetensors"))
+    b = load_file(str(split / "checkpoints" / "step_000004" / "trainable.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ea = load_file(str(straight / "checkpoints" / "step_000004" / "ema.safetensors"))
+    eb = load_file(str(split / "checkpoints" / "step_000004" / "ema.safetensors"))
+    assert all(torch.equal(ea[k], eb[k]) for k in ea)
+    ra = [r for r in map(json.loads, (straight / "metrics.jsonl").read_text().splitlines()) if "train/reward_mean" in r]
+    rb = [r for r in map(json.loads, (split / "metrics.jsonl").read_text().splitlines()) if "train/reward_mean" in r]
+    assert [r["step"] for r in rb] == [1, 2, 3, 4]
+    assert [r["train/reward_mean"] for r in ra] == [r["train/reward_mean"] for r in rb]
+
+
+def test_resume_after_kill_before_first_checkpoint_and_corrupt_tmp(model, tmp_path):
+    run = tmp_path / "run"
+    cfg = tiny_config(model, str(run), train={"steps": 1}, eval={"every": 0})
+    run.mkdir()
+    save_config(cfg, str(run / "config.yaml"))  # a run killed before its first checkpoint
+    (run / "checkpoints" / ".tmp-step_000001").mkdir(parents=True)  # a half-written checkpoint
+    assert cli(["train", "--resume", str(run), "--no-progress"]) == 0
+    assert (run / "checkpoints" / "latest").read_text().strip() == "step_000001"
+
+
+def _snapshot(path):
+    return sorted(os.listdir(path)) if os.path.isdir(path) else None
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("rewards={no_such_reward: 1.0}", "unknown reward 'no_such_reward'"),
+        ("model.path=/nonexistent/model", "does not exist"),
+        ("train.lrr=1", "unknown config key 'train.lrr' (did you mean 'train.lr'?)"),
+        ("train.steps=two", "'train.steps' expects int"),
+        ("data.prompts=EMPTY", "has no prompts"),
+        ("algorithm.name=grpo", "already exists and is not empty"),
+    ],
+)
+def test_bad_input_one_line_error_nothing_written(model, tmp_path, capsys, override, message):
+    cfg_path = tmp_path / "c.yaml"
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "keep.txt").write_text("x")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    run_dir = existing if override.startswith("algorithm") else tmp_path / "run"
+    save_config(tiny_config(model, str(run_dir)), str(cfg_path))
+    override = override.replace("EMPTY", str(empty))
+    code = cli(["train", str(cfg_path), override, "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "run").exists()
+    assert _snapshot(existing) == ["keep.txt"]
+
+
+@rewards.register("test_nan_group")
+class _NanForOnePrompt(rewards.Reward):
+    """Shapes-free test reward: non-finite for one prompt's group, else the mean brightness."""
+
+    name = "test_nan_group"
+    input_format = "tensor"
+
+    def __init__(self, all_nan: bool = False):
+        self.all_nan = all_nan
+
+    def score(self, samples, prompts, metadata):
+        s = samples.mean(dim=(1, 2, 3))
+        bad = torch.tensor([self.all_nan or p == prompts[0] for p in prompts])
+        return rewards.RewardOutput(torch.where(bad, torch.full_like(s, float("nan")), s))
+
+
+def test_nonfinite_rewards_drop_groups_then_abort(model, tmp_path):
+    cfg = tiny_config(model, str(tmp_path / "a"), rewards={"test_nan_group": 1.0}, eval={"every": 0},
+                      train={"steps": 1})
+    tr = Trainer(cfg, progress=False)
+    res = tr.run()
+    row = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()][-1]
+    assert res.steps_done == 1 and row["train/nonfinite_groups"] >= 1 and row["train/updates"] == 1
+    cfg = tiny_config(model, str(tmp_path / "b"), rewards={"test_nan_group": 1.0}, eval={"every": 0},
+                      reward_options={"test_nan_group": {"all_nan": True}})
+    with pytest.raises(TrainingAborted, match="every reward was non-finite"):
+        Trainer(cfg, progress=False).run()
+
+
+def test_nonfinite_loss_skips_then_aborts(model, tmp_path):
+    cfg = tiny_config(model, str(tmp_path / "run"), eval={"every": 0}, train={"steps": 3},
+                      run={"max_nonfinite_in_row": 2})
+    tr = Trainer(cfg, progress=False)
+    before = {k: v.clone() for k, v in tr.policy.trainable_state().items()}
+    real = tr.algo.losses
+
+    def nan_losses(policy, mb, ctx):
+        for loss, m in real(policy, mb, ctx):
+            yield loss * float("nan"), m
+
+    tr.algo.losses = nan_losses
+    with pytest.raises(TrainingAborted, match="2 updates in a row"):
+        tr.run()
+    after = tr.policy.trainable_state()
+    assert tr.skipped_updates == 2 and all(torch.equal(before[k], after[k]) for k in before)
+    assert tr.step == 1  # step 0 done (skipped update), aborted during step 1
