@@ -36,14 +36,23 @@ from genrl.rollout import policy_sigmas, velocity_fn
 
 
 def rlg_velocity_fn(policy, cond: dict, uncond: dict | None, cfg_scale: float, rlg_scale: float,
-                    ctx: StepContext):
-    """velocity(x, sigma) = rlg(cfg(base), cfg(fine-tuned), rlg_scale); the base is `policy.disable_adapter()`."""
+                    ctx: StepContext | None = None, cfg_fn=None):
+    """velocity(x, sigma) = rlg(cfg(base), cfg(fine-tuned), rlg_scale); the base is `policy.disable_adapter()`.
+
+    cfg_fn(policy, cond, uncond, cfg_scale) -> velocity(x, sigma) builds each model's CFG velocity (default: the
+    rollout's, genrl.rollout.velocity_fn); pass the plain sampler's own builder to reproduce it bit for bit."""
     w = float(rlg_scale)
-    tuned = velocity_fn(policy, cond, uncond, cfg_scale, ctx)
+    if cfg_fn is None:
+        ctx = ctx or sampling_context()
+
+        def cfg_fn(p, c, u, g):
+            return velocity_fn(p, c, u, g, ctx)
+
+    tuned = cfg_fn(policy, cond, uncond, cfg_scale)
 
     def base(x, sigma):
         with policy.disable_adapter():
-            return velocity_fn(policy, cond, uncond, cfg_scale, ctx)(x, sigma)
+            return cfg_fn(policy, cond, uncond, cfg_scale)(x, sigma)
 
     if w == 1.0:
         return tuned

@@ -73,3 +73,31 @@ def test_rlg_sweep_cli_writes_table_and_plot(tiny, tmp_path):
     assert "| W |" in table and "| 2 |" in table and "shapes/strict" in table
     assert (out / "rlg_sweep.png").stat().st_size > 1000 and (out / "samples_w1.png").exists()
     assert main(["rlg-sweep", "--model", base, "--lora", run, "--scales", "a,b", "--out", str(out)]) == 2
+
+
+def test_genrl_sample_with_lora_and_rlg_scale(tiny, tmp_path):
+    import argparse
+
+    import numpy as np
+    from PIL import Image
+
+    from genrl.cli.sample import velocity_factory
+    from genrl.shapes.generate import generate
+
+    base, run, tuned_policy = tiny
+    prompts = ["a red circle", "two blue squares"]
+    pol = load_rlg_policy(base, run)
+    plain = load_policy(base).eval()
+    kw = dict(seed=5, steps=5, cfg_scale=3.0)
+    for w, ref_policy in ((0.0, plain), (1.0, tuned_policy)):
+        args = argparse.Namespace(lora=run, rlg_scale=w, cfg_scale=3.0)
+        got = generate(pol, prompts, velocity_fn_factory=velocity_factory(args, pol), **kw)
+        assert torch.equal(got, generate(ref_policy, prompts, **kw))
+    # the CLI: --rlg-scale 0 writes the same images as the plain base model
+    common = ["--model", base, "--prompt", "a red circle", "--num", "2", "--steps", "4", "--seed", "1"]
+    assert main(["sample", *common, "--out", str(tmp_path / "b")]) == 0
+    assert main(["sample", *common, "--lora", run, "--rlg-scale", "0", "--out", str(tmp_path / "r0")]) == 0
+    assert main(["sample", *common, "--lora", run, "--rlg-scale", "2", "--out", str(tmp_path / "r2")]) == 0
+    load = lambda d: np.asarray(Image.open(tmp_path / d / "sample_00.png"))  # noqa: E731
+    assert np.array_equal(load("b"), load("r0")) and not np.array_equal(load("b"), load("r2"))
+    assert main(["sample", *common, "--rlg-scale", "2", "--out", str(tmp_path / "x")]) == 2  # needs --lora
