@@ -61,7 +61,7 @@ def pretrain(out: str, cfg: PretrainConfig | None = None, model_cfg: ShapesModel
     sampler = PromptSampler("train", seed=cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     drop_rng = torch.Generator().manual_seed(cfg.seed + 1)
-    t0 = time.time()
+    t0, c0 = time.time(), time.process_time()
     last_save, losses, step = t0, [], 0
     history = []
     budget = cfg.minutes * 60.0
@@ -69,7 +69,8 @@ def pretrain(out: str, cfg: PretrainConfig | None = None, model_cfg: ShapesModel
     def save(tag: str):
         save_pipeline(out, ema_tr, ema_te, tokenizer, extra={
             "genrl_pretrain": {**asdict(cfg), "model": asdict(model_cfg), "steps_done": step,
-                               "minutes_done": round((time.time() - t0) / 60, 2)}})
+                               "minutes_done": round((time.time() - t0) / 60, 2),
+                               "cpu_minutes_done": round((time.process_time() - c0) / 60, 2)}})
         with open(os.path.join(out, "pretrain_log.json"), "w") as f:
             json.dump(history, f)
         log(f"[pretrain] saved {tag} checkpoint (step {step}) to {out}")
@@ -103,9 +104,11 @@ def pretrain(out: str, cfg: PretrainConfig | None = None, model_cfg: ShapesModel
         if step % cfg.log_every == 0:
             el = time.time() - t0
             avg = sum(losses) / len(losses)
-            history.append({"step": step, "loss": avg, "minutes": el / 60, "lr": opt.param_groups[0]["lr"]})
+            cpu = (time.process_time() - c0) / 60
+            history.append({"step": step, "loss": avg, "minutes": el / 60, "cpu_minutes": cpu,
+                            "lr": opt.param_groups[0]["lr"]})
             log(f"[pretrain] step {step} loss {avg:.4f} lr {opt.param_groups[0]['lr']:.2e} "
-                f"{el / 60:.1f} min ({el / step:.2f} s/step)")
+                f"{el / 60:.1f} min ({el / step:.2f} s/step, {cpu:.1f} CPU-min)")
             losses = []
         if time.time() - last_save > cfg.save_every_minutes * 60:
             save("periodic")
