@@ -99,7 +99,7 @@ def test_second_order_convergence(method):
 
 @pytest.mark.parametrize("kind,noise_level", [("flow_grpo", 0.7), ("flow_grpo", 1.2), ("dance", 0.3)])
 def test_sde_preserves_marginals(kind, noise_level):
-    n = 40000
+    n = 20000
     z = torch.randn(n, 1, generator=torch.Generator().manual_seed(1))
     sig = torch.linspace(1, 0, 201)
     out = samplers.sample(exact_velocity, z, sig, method=kind, noise_level=noise_level, record="trajectory",
