@@ -16,6 +16,13 @@ class CombinedReward(Reward):
         if not weights:
             raise ValueError("combine() needs at least one reward, e.g. {'ocr': 1.0}")
         options = options or {}
+        extra = sorted(set(options) - set(weights))
+        if extra:
+            raise ValueError(f"combine(): options given for {extra}, which are not among the weighted rewards "
+                             f"{sorted(weights)}")
+        for k, v in weights.items():
+            if isinstance(v, bool) or not isinstance(v, int | float) or v != v:
+                raise ValueError(f"combine(): weight of {k!r} must be a number, got {v!r}")
         self.weights = {k: float(v) for k, v in weights.items()}
         self.rewards = {k: load(k, **options.get(k, {})) for k in weights}
         self.name = "+".join(f"{w:g}*{k}" for k, w in self.weights.items())

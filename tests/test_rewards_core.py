@@ -171,6 +171,10 @@ def test_combine_errors():
         rewards.combine({})
     with pytest.raises(ValueError, match="unknown reward 'nope'"):
         rewards.combine({"nope": 1.0})
+    with pytest.raises(ValueError, match="weight of 'test_prompt_len' must be a number"):
+        rewards.combine({"test_prompt_len": "1"})
+    with pytest.raises(ValueError, match=r"options given for \['test_mean_pixel'\]"):
+        rewards.combine({"test_prompt_len": 1.0}, options={"test_mean_pixel": {}})
 
 
 # ---------- JPEG (DDPO) ----------
