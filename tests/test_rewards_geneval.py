@@ -10,6 +10,14 @@ from PIL import Image
 from rewards import geneval_rules as R
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: extra threads only thrash on a shared CPU
+    yield
+    torch.set_num_threads(n)
+
+
 def det(x1, y1, x2, y2, score=0.95, color=None):
     return R.Detection(box=[x1, y1, x2, y2], score=score, color=color)
 
