@@ -141,7 +141,7 @@ class VLMJudge(Reward):
         req = urllib.request.Request(self.url, data=json.dumps(body).encode(), headers=headers, method="POST")
         try:
             with self._opener.open(req, timeout=self.timeout) as resp:
-                data = json.loads(resp.read().decode("utf-8"))
+                raw = resp.read()
         except urllib.error.HTTPError as e:
             if e.code == 429 or e.code >= 500:
                 raise _Retryable(f"HTTP {e.code}") from e
@@ -149,9 +149,9 @@ class VLMJudge(Reward):
         except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as e:
             raise _Retryable(str(e)) from e
         try:
-            return data["choices"][0]["message"]["content"] or ""
-        except (KeyError, IndexError, TypeError):
-            return ""  # a reply without a message: unparsable
+            return json.loads(raw.decode("utf-8"))["choices"][0]["message"]["content"] or ""
+        except (ValueError, KeyError, IndexError, TypeError):
+            return ""  # not an OpenAI chat reply: counted as unparsable
 
     def ask(self, image: Image.Image, prompt: str) -> tuple[str | None, str | None]:
         """(reply text, error) for one image, with retries and exponential backoff."""

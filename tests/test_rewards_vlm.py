@@ -28,6 +28,13 @@ class _Handler(BaseHTTPRequestHandler):
             reply = "Final Score: 5"
         elif "garbled" in text:
             reply = "I like this picture a lot."
+        elif "notjson" in text:
+            data = b"<html>oops</html>"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
         elif "tagged" in text:
             reply = "Looks fine. <Score>3</Score>"
         elif "flaky" in text and self.server.flaky_left > 0:
@@ -70,11 +77,12 @@ def _judge(server, **kw):
 def test_good_malformed_and_timeout(server):
     r = _judge(server)
     imgs = [Image.new("RGB", (64, 48), (i * 60, 0, 0)) for i in range(4)]
-    out = r(imgs, ["a red cat", "a garbled one", "a slow one", "a tagged one"])
+    imgs.append(imgs[0])
+    out = r(imgs, ["a red cat", "a garbled one", "a slow one", "a tagged one", "a notjson one"])
     assert out.scores.dtype == torch.float32
-    assert out.scores.tolist() == pytest.approx([0.8, 0.0, 0.0, 0.6])
-    assert out.details["parsed"].tolist() == [True, False, False, True]
-    assert out.details["failed"].tolist() == [False, False, True, False]
+    assert out.scores.tolist() == pytest.approx([0.8, 0.0, 0.0, 0.6, 0.0])
+    assert out.details["parsed"].tolist() == [True, False, False, True, False]
+    assert out.details["failed"].tolist() == [False, False, True, False, False]
     # the request: path, auth, model, temperature 0, image as a 512x512 PNG data URL, the prompt in the template
     path, headers, body = next(q for q in server.requests if "red cat" in json.dumps(q[2]))
     assert path == "/v1/chat/completions" and headers["Authorization"] == "Bearer secret"
