@@ -102,9 +102,9 @@ def build_cases(n: int, tmp: Path) -> dict:
         def build():
             r = rewards.load("multiview3d", image_reward="jpeg_incompressibility", n_views=8, resolution=256)
             if kind == "mesh":
-                assets = [render3d.uv_sphere(0.6, 48, 96) for _ in range(max(2, n // 8))]
+                assets = [render3d.uv_sphere(0.6, 48, 96) for _ in range(max(4, n // 4))]
             else:
-                assets = [render3d.sphere_points(0.6, 20000) for _ in range(max(2, n // 8))]
+                assets = [render3d.sphere_points(0.6, 20000) for _ in range(max(4, n // 4))]
             return r, assets, ["an object"] * len(assets), None
 
         return build
@@ -196,9 +196,9 @@ def bench(reward, samples, prompts, meta, repeats: int) -> tuple[float, float, i
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=16, help="images per case (ocr uses n/4, multiview3d n/8 assets)")
+    ap.add_argument("--n", type=int, default=16, help="images per case (ocr uses n/4, multiview3d n/4 assets)")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: robust on a shared machine)")
     ap.add_argument("--only", help="comma-separated case names")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "rewards.md"))
     ap.add_argument("--no-write", action="store_true")
