@@ -48,6 +48,7 @@ class RunConfig:
     log_every: int = 1  # write a metrics.jsonl line every N steps
     tensorboard: bool = True
     max_nonfinite_in_row: int = 3  # abort after this many consecutive skipped (non-finite) updates
+    threads: int = 0  # torch CPU threads (0 = torch's default); 1 is much faster on a busy/shared CPU
 
 
 @dataclass

@@ -111,9 +111,13 @@ class Trainer:
         self.algo = algo_cls(cfg.algorithm, cfg.sample, cfg.advantage)
         self.reward_fn = build_reward(cfg)
 
+        if cfg.run.threads > 0:
+            torch.set_num_threads(cfg.run.threads)
         from accelerate import Accelerator
 
-        self.acc = Accelerator(mixed_precision=cfg.run.mixed_precision)
+        # plain `torchrun` on a CPU-only machine: accelerate needs cpu=True to form the gloo process group
+        multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+        self.acc = Accelerator(mixed_precision=cfg.run.mixed_precision, cpu=multi_cpu)
         self.world, self.rank = self.acc.num_processes, self.acc.process_index
         self.main = self.acc.is_main_process
         self.device = self.acc.device
@@ -157,6 +161,7 @@ class Trainer:
         if ckpt is not None:
             self._restore(ckpt)
         self.algo.setup(self.policy, self._ctx(self.step))
+        self.acc.wait_for_everyone()  # every rank has checked run.dir before the main process writes into it
         if self.main:
             os.makedirs(os.path.join(run_dir, "samples"), exist_ok=True)
             save_config(cfg, os.path.join(run_dir, "config.yaml"))
@@ -188,6 +193,12 @@ class Trainer:
             seed=self.cfg.run.seed,
         )
 
+    def _rollout_ctx(self, step: int, global_batch: int) -> StepContext:
+        ctx = self._ctx(step)
+        seed = _mix(self.cfg.run.seed, step, 0x5EED, global_batch)
+        ctx.generator, ctx.rng = torch.Generator().manual_seed(seed), random.Random(seed)
+        return ctx
+
     def _state(self) -> dict:
         return {
             "step": self.step, "update": self.update, "samples_seen": self.samples_seen,
@@ -210,12 +221,13 @@ class Trainer:
     def rollout_step(self, step: int) -> tuple[Batch, dict]:
         """Rollouts + rewards for this rank's share of `step`'s groups."""
         cfg = self.cfg
-        ctx = self._ctx(step)
         idx, groups = self.sampler.indices(step)
         self.policy.eval()
         batches, details = [], {}
         bs = cfg.sample.batch_size
         for i in range(0, len(idx), bs):
+            # randomness per GLOBAL rollout batch (not per rank): N processes sample exactly what 1 process would
+            ctx = self._rollout_ctx(step, (self.rank * self.per_rank + i) // bs)
             sl = idx[i : i + bs]
             prompts = [self.train_prompts.prompts[j] for j in sl]
             b = self.algo.rollout(self.policy, prompts, groups[i : i + bs], ctx)
