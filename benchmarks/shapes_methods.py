@@ -55,6 +55,9 @@ def parse_args(argv=None):
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="extra config override applied to every method (e.g. sample.groups_per_step=4)")
     p.add_argument("--note", default="", help="free text added to the markdown summary")
+    p.add_argument("--from-json", action="store_true",
+                   help="do not train: rebuild PREFIX.md/.png from the runs already in PREFIX.json (e.g. after an "
+                        "interrupted benchmark; only completed runs are in it)")
     return p.parse_args(argv)
 
 
@@ -244,11 +247,18 @@ def main(argv=None) -> int:
     bad = [m for m in methods if m not in METHODS]
     if bad:
         raise SystemExit(f"unknown method(s) {bad}; choose from {', '.join(METHODS)}")
-    if not os.path.isfile(os.path.join(args.base, "model_index.json")):
+    if not args.from_json and not os.path.isfile(os.path.join(args.base, "model_index.json")):
         raise SystemExit(f"base model {args.base!r} not found; pretrain it with `genrl pretrain shapes` or pass --base")
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     torch.set_num_threads(args.threads)
     results = []
+    if args.from_json:
+        with open(args.out + ".json") as f:
+            saved = json.load(f)
+        results = saved["results"]
+        for k in ("minutes", "seeds", "eval_every", "eval_prompts", "base", "threads", "set"):
+            setattr(args, k, saved["args"][k])
+        seeds = []  # nothing to train
     # seed-major order: every method sees the same machine conditions as evenly as possible
     for seed in seeds:
         for m in methods:

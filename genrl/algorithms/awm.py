@@ -216,7 +216,7 @@ class AWM(Algorithm):
         cfg = self.config
         x0 = mb.samples.to(ctx.device, torch.float32)
         b = x0.shape[0]
-        grid = flow_sigmas(self.sample_cfg.steps, self.sample_cfg.shift)
+        grid = _rollout_grid(mb, self.sample_cfg)
         idx = stratified_indices(self.sample_cfg.steps, cfg.n_train, cfg.time_type, cfg.timestep_fraction,
                                  ctx.generator)
         t = grid[idx].to(ctx.device).repeat_interleave(b)  # t-major: [t0]*B, [t1]*B, ...
@@ -264,3 +264,12 @@ def _repeat(cond, n: int):
     if isinstance(cond, list):
         return cond * n
     return cond
+
+
+def _rollout_grid(mb: Batch, sample_cfg) -> torch.Tensor:
+    """The rollout's sigma grid (stored by the rollout; adapters may define their own, e.g. FLUX's dynamic shift),
+    else samplers.flow_sigmas(steps, shift)."""
+    sig = mb.get("sigmas")
+    if isinstance(sig, torch.Tensor) and sig.ndim == 1 and sig.numel() == sample_cfg.steps + 1:
+        return sig.float().cpu()
+    return flow_sigmas(sample_cfg.steps, sample_cfg.shift)

@@ -178,7 +178,7 @@ class NFT(Algorithm):
         cfg = self.config
         x0 = mb.samples.to(ctx.device, torch.float32)
         b = x0.shape[0]
-        grid = flow_sigmas(self.sample_cfg.steps, self.sample_cfg.shift)
+        grid = _rollout_grid(mb, self.sample_cfg)
         times = grid_timestep_choices(grid, b, cfg.timestep_fraction, ctx.generator)  # [B, n_train]
         r = optimality_probability(mb.advantages.float(), cfg.adv_clip_max).to(ctx.device)
         n_train = times.shape[1]
@@ -212,3 +212,12 @@ class NFT(Algorithm):
     def load_state_dict(self, state: dict) -> None:
         if state.get("old"):
             self.old = {k: v.clone() for k, v in state["old"].items()}
+
+
+def _rollout_grid(mb: Batch, sample_cfg) -> torch.Tensor:
+    """The rollout's sigma grid (stored by the rollout; adapters may define their own, e.g. FLUX's dynamic shift),
+    else samplers.flow_sigmas(steps, shift)."""
+    sig = mb.get("sigmas")
+    if isinstance(sig, torch.Tensor) and sig.ndim == 1 and sig.numel() == sample_cfg.steps + 1:
+        return sig.float().cpu()
+    return flow_sigmas(sample_cfg.steps, sample_cfg.shift)
