@@ -48,7 +48,7 @@ def parse_args(argv=None):
     p.add_argument("--eval-every", type=int, default=5, help="evaluate every N steps (and at 0 and at the end)")
     p.add_argument("--eval-prompts", type=int, default=96, help="first N prompts of shapes:eval")
     p.add_argument("--base", default=os.path.join(ROOT, "assets", "shapes-base"), help="base model directory")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy, shared CPU)")
     p.add_argument("--runs-dir", default=os.path.join(ROOT, "runs", "bench-shapes-methods"))
     p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "shapes_methods"),
                    help="output prefix: writes PREFIX.md, PREFIX.png, PREFIX.json")
@@ -77,6 +77,7 @@ def run_one(method: str, seed: int, args) -> dict:
         shutil.rmtree(run_dir)  # this benchmark's own previous output
     overrides = [
         f"model.path={args.base}", f"run.dir={run_dir}", f"run.seed={seed}", "run.tensorboard=false",
+        f"run.threads={args.threads}",
         f"train.steps={args.max_steps}", f"eval.every={args.eval_every}", f"eval.num_prompts={args.eval_prompts}",
         "checkpoint.every=0", *args.set,
     ]
