@@ -248,6 +248,8 @@ def write_md(rows, args) -> None:
         "- `vlm_judge_fake` answers instantly; with a real VLM server the model's latency dominates and "
         "`concurrency` (default 8 parallel requests) is what matters.",
         "- multiview3d rows count assets (each = 8 rendered views scored by jpeg_incompressibility).",
+        "- Rewards without a network (jpeg, ocr, shapes, multiview3d rendering) gain nothing from batching; their "
+        "batched/one-by-one differences are run-to-run noise of a shared machine.",
     ]
     Path(args.out).write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}")
