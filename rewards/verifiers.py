@@ -94,7 +94,7 @@ def _frac_sub(s: str) -> str:
 
 def normalize_math(ans: str) -> str:
     s = str(ans).strip()
-    s = s.replace("\\!", "").replace("\\,", "").replace("\\;", "").replace("\\ ", "")
+    s = s.replace("{,}", ",").replace("\\!", "").replace("\\,", "").replace("\\;", "").replace("\\ ", "")
     s = re.sub(r"\\(?:text|textbf|mathrm|mbox)\{([^{}]*)\}", r"\1", s)
     s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("\\left", "").replace("\\right", "")
     s = s.replace("^\\circ", "").replace("^{\\circ}", "").replace("\\circ", "").replace("°", "")
