@@ -251,3 +251,15 @@ def judge(
     official, r1 = evaluate_official(objects, meta, cached, margin)
     strict, score, r2 = evaluate_reward(objects, meta, cached, margin)
     return Verdict(official=official, strict=strict, score=score, reasons=r2 or r1)
+
+
+def summarize(tags: Sequence[str], values: Sequence[float]) -> dict[str, float]:
+    """GenEval's report: mean per tag, and "overall" = the mean of the per-tag means (tasks weigh equally)."""
+    if len(tags) != len(values) or not tags:
+        raise ValueError(f"summarize needs one value per tag and at least one, got {len(tags)} and {len(values)}")
+    per: dict[str, list[float]] = {}
+    for t, v in zip(tags, values):
+        per.setdefault(t, []).append(float(v))
+    out = {t: sum(v) / len(v) for t, v in sorted(per.items())}
+    out["overall"] = sum(out.values()) / len(out)
+    return out

@@ -249,3 +249,10 @@ def test_missing_detector_dir_is_a_clear_error(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="Mask2Former detector|detector processor"):
         rewards.load("geneval", model=str(tmp_path / "nope"), local_files_only=True, device="cpu")
+
+
+def test_summarize_is_mean_of_tag_means():
+    s = R.summarize(["counting", "counting", "counting", "position"], [1, 0, 0, 1])
+    assert s == {"counting": pytest.approx(1 / 3), "position": 1.0, "overall": pytest.approx((1 / 3 + 1) / 2)}
+    with pytest.raises(ValueError):
+        R.summarize([], [])
