@@ -36,8 +36,8 @@ class ClipBackbone:
 
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
-        self.model = load_pretrained(CLIPModel, model, "CLIP model", local_files_only, dtype=self.dtype)
-        self.model.to(self.device).eval().requires_grad_(False)
+        self.model = load_pretrained(CLIPModel, model, "CLIP model", local_files_only)
+        self.model.to(self.device, self.dtype).eval().requires_grad_(False)
         self.processor = load_pretrained(AutoProcessor, processor or model, "CLIP processor", local_files_only)
         if need_text and getattr(self.processor, "tokenizer", None) is None:
             raise ValueError(f"processor {processor or model!r} has no tokenizer; pass processor=<dir with one>")

@@ -116,6 +116,18 @@ def test_pickscore_matches_formula(tiny_clip):
     torch.testing.assert_close(r(images, PROMPTS).scores, out.scores, rtol=1e-5, atol=1e-6)
 
 
+def test_dtype_and_batch_size_options(tiny_clip):
+    root, _ = tiny_clip
+    images = _images(seed=6)
+    fp32 = rewards.load("clip_score", model=str(root), local_files_only=True, device="cpu")
+    bf16 = rewards.load("clip_score", model=str(root), local_files_only=True, device="cpu", dtype="bf16",
+                        batch_size=2)
+    assert bf16.clip.model.dtype == torch.bfloat16 and bf16.batch_size == 2
+    out = bf16(images, PROMPTS)
+    assert out.scores.dtype == torch.float32
+    torch.testing.assert_close(out.scores, fp32(images, PROMPTS).scores, atol=0.05, rtol=0)
+
+
 def test_clip_score_matches_formula(tiny_clip):
     root, model = tiny_clip
     images = _images(seed=1)
