@@ -52,3 +52,10 @@ def test_awm_rejects_too_few_rollout_steps(tiny_shapes, tmp_path):
     assert not os.path.exists(tmp_path / "r")  # refused before anything was written
     with pytest.raises(ValueError, match="time_type"):
         load_config(raw=tiny_raw(tiny_shapes, str(tmp_path / "r2"), {**AWM, "time_type": "uniform"}))
+
+
+@pytest.mark.slow
+def test_awm_resume_is_exact(tiny_shapes, tmp_path):
+    from test_nft_run import resume_matches_straight_run
+
+    resume_matches_straight_run(tiny_shapes, tmp_path, AWM)

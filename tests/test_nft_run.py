@@ -86,3 +86,36 @@ def test_nft_rollout_uses_the_old_policy(tiny_shapes, tmp_path):
     assert torch.equal(b_nft.samples, b_old.samples)
     assert not torch.equal(b_nft.samples, b_cur.samples)
     assert "log_probs" not in b_nft  # only clean final samples are kept
+
+
+def resume_matches_straight_run(model: str, tmp_path, algorithm: dict) -> None:
+    """3 steps straight == 2 steps + `genrl train --resume` to 3 (weights, EMA and the algorithm's own state)."""
+    from safetensors.torch import load_file
+
+    from genrl.cli import main as cli
+    from genrl.loop import train
+
+    kw = {"checkpoint": {"every": 1}}
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    train(load_config(raw=tiny_raw(model, str(straight), algorithm, train={"steps": 3}, **kw)), progress=False)
+    train(load_config(raw=tiny_raw(model, str(split), algorithm, train={"steps": 2}, **kw)), progress=False)
+    assert cli(["train", "--resume", str(split), "train.steps=3", "--no-progress"]) == 0
+    for name in ("trainable.safetensors", "ema.safetensors"):
+        a = load_file(str(straight / "checkpoints" / "step_000003" / name))
+        b = load_file(str(split / "checkpoints" / "step_000003" / name))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    sa = torch.load(str(straight / "checkpoints" / "step_000003" / "state.pt"), weights_only=True)["algorithm"]
+    sb = torch.load(str(split / "checkpoints" / "step_000003" / "state.pt"), weights_only=True)["algorithm"]
+    for key in sa:
+        assert all(torch.equal(sa[key][k], sb[key][k]) for k in sa[key])
+
+
+@pytest.mark.slow
+def test_nft_resume_is_exact(tiny_shapes, tmp_path):
+    resume_matches_straight_run(tiny_shapes, tmp_path, {"name": "nft"})
+
+
+def test_nft_refuses_cfg(tiny_shapes, tmp_path):
+    cfg = load_config(raw=tiny_raw(tiny_shapes, str(tmp_path / "r"), {"name": "nft"}, sample={"cfg_scale": 4.5}))
+    with pytest.raises(ValueError, match="CFG-free"):
+        Trainer(cfg, progress=False)

@@ -150,7 +150,7 @@ def ema_policy_decay(step: int, cap: float = 0.3, rate: float = 0.001) -> float:
 def soft_update_(target: dict[str, torch.Tensor], source: dict[str, torch.Tensor], decay: float) -> None:
     """In place: target <- decay target + (1 - decay) source (for every key of target)."""
     for k, v in target.items():
-        v.mul_(decay).add_(source[k].detach().to(v.dtype), alpha=1.0 - decay)
+        v.mul_(decay).add_(source[k].detach().to(v.device, v.dtype), alpha=1.0 - decay)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -192,12 +192,18 @@ class AWM(Algorithm):
 
     def __init__(self, config: AWMConfig, sample_cfg, advantage_cfg):
         super().__init__(config, sample_cfg, advantage_cfg)
+        if sample_cfg.cfg_scale != 1.0:
+            raise ValueError(f"AWM is CFG-free (the reference trains and samples with guidance 1.0); set "
+                             f"sample.cfg_scale=1 (eval.cfg_scale may still differ), got {sample_cfg.cfg_scale}")
         stratified_indices(sample_cfg.steps, config.n_train, config.time_type, config.timestep_fraction)  # validates
         self.ema: dict[str, torch.Tensor] | None = None  # theta_ema (trainable tensors)
 
     def setup(self, policy, ctx: StepContext) -> None:
         if self.ema is None:
             self.ema = policy.trainable_state()
+        else:  # resumed from a checkpoint (CPU tensors): keep it next to the weights
+            params = dict(policy.named_parameters())
+            self.ema = {k: v.to(params[k].device, params[k].dtype) for k, v in self.ema.items()}
 
     def rollout(self, policy, prompts, groups, ctx: StepContext) -> Batch:
         """The configured sampler; with sample.sde_window_size w > 0 only steps [start, start + w) are stochastic,

@@ -117,7 +117,7 @@ def old_policy_decay(step: int, decay_type: int = 1) -> float:
 def soft_update_(target: dict[str, torch.Tensor], source: dict[str, torch.Tensor], decay: float) -> None:
     """In place: target <- decay target + (1 - decay) source (for every key of target)."""
     for k, v in target.items():
-        v.mul_(decay).add_(source[k].detach().to(v.dtype), alpha=1.0 - decay)
+        v.mul_(decay).add_(source[k].detach().to(v.device, v.dtype), alpha=1.0 - decay)
 
 
 def grid_timestep_choices(
@@ -164,11 +164,17 @@ class NFT(Algorithm):
 
     def __init__(self, config: NFTConfig, sample_cfg, advantage_cfg):
         super().__init__(config, sample_cfg, advantage_cfg)
+        if sample_cfg.cfg_scale != 1.0:
+            raise ValueError(f"DiffusionNFT is CFG-free (the reference trains and samples with guidance 1.0); set "
+                             f"sample.cfg_scale=1 (eval.cfg_scale may still differ), got {sample_cfg.cfg_scale}")
         self.old: dict[str, torch.Tensor] | None = None  # theta_old (trainable tensors)
 
     def setup(self, policy, ctx: StepContext) -> None:
         if self.old is None:
             self.old = policy.trainable_state()
+        else:  # resumed from a checkpoint (CPU tensors): keep it next to the weights
+            params = dict(policy.named_parameters())
+            self.old = {k: v.to(params[k].device, params[k].dtype) for k, v in self.old.items()}
 
     def rollout(self, policy, prompts, groups, ctx: StepContext) -> Batch:
         with policy.use_trainable(self.old):  # data is collected by the old policy
