@@ -198,3 +198,21 @@ def test_jpeg_rewards_exact_values_and_ordering():
     # float tensors are quantised with round(x * 255) first, as in Flow-GRPO
     t = torch.from_numpy(noise).permute(2, 0, 1)[None].float() / 255
     torch.testing.assert_close(rewards.load("jpeg_incompressibility")(t, [""]).scores, kb[1:])
+
+
+# ---------- weight-file resolution ----------
+
+def test_resolve_file_local_and_offline_hub(tmp_path):
+    from rewards._hub import load_state_dict, resolve_file
+
+    f = tmp_path / "head.pth"
+    torch.save({"state_dict": {"module.w": torch.ones(2)}}, f)
+    assert resolve_file(str(f), "x.pth") == str(f)
+    assert resolve_file(str(tmp_path), "head.pth") == str(f)
+    assert list(load_state_dict(str(f))) == ["w"]  # wrapper and DataParallel prefix removed
+    with pytest.raises(FileNotFoundError, match="does not exist; put other.pth"):
+        resolve_file(str(tmp_path), "other.pth")
+    with pytest.raises(FileNotFoundError, match="neither an existing file"):
+        resolve_file("./missing.pth", "x.pth")
+    with pytest.raises(FileNotFoundError, match="not in the local Hugging Face cache"):
+        resolve_file("some-org/some-repo", "w.pth", local_files_only=True, cache_dir=str(tmp_path / "cache"))
