@@ -110,6 +110,7 @@ def run_one(method: str, seed: int, args) -> dict:
                   f"{curve[-1]['strict']:.3f} (train reward {info['train/reward_mean']:.3f})", flush=True)
     if curve[-1]["step"] != tr.step:
         curve.append(_eval(tr, train_s, images))
+    tr.checkpoint()  # the final LoRA (EMA) for `genrl sample --lora` / `genrl rlg-sweep --lora RUN_DIR`
     tr.logger.close()
     return {"method": method, "seed": seed, "steps": tr.step, "train_s": train_s, "images": images,
             "step_s": train_s / max(tr.step, 1), "curve": curve}
