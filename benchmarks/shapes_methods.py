@@ -86,7 +86,7 @@ def run_one(method: str, seed: int, args) -> dict:
     tr.t0 = time.time()
     per_step = cfg.sample.group_size * cfg.sample.groups_per_step
     budget = args.minutes * 60.0
-    train_s, images, curve = 0.0, 0, []
+    train_s, roll_s, images, curve = 0.0, 0.0, 0, []
     curve.append(_eval(tr, train_s, images))
     print(f"[{method} s{seed}] step 0 strict {curve[-1]['strict']:.3f}", flush=True)
     # the step body of Trainer.run (rollout -> rewards -> advantages -> updates -> algorithm hook), timed
@@ -94,6 +94,7 @@ def run_one(method: str, seed: int, args) -> dict:
         step = tr.step
         t = time.perf_counter()
         batch, _ = tr.rollout_step(step)
+        roll_s += time.perf_counter() - t
         chosen, info = tr.compute_advantages(batch, step)
         batch.advantages = info.pop("adv")
         metrics = tr.train_step(batch, chosen, step)
@@ -113,7 +114,7 @@ def run_one(method: str, seed: int, args) -> dict:
     tr.checkpoint()  # the final LoRA (EMA) for `genrl sample --lora` / `genrl rlg-sweep --lora RUN_DIR`
     tr.logger.close()
     return {"method": method, "seed": seed, "steps": tr.step, "train_s": train_s, "images": images,
-            "step_s": train_s / max(tr.step, 1), "curve": curve}
+            "step_s": train_s / max(tr.step, 1), "rollout_frac": roll_s / max(train_s, 1e-9), "curve": curve}
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -151,6 +152,7 @@ def summarize(results: list[dict], args) -> dict:
         row = {
             "seeds": len(rs), "steps": float(np.mean([r["steps"] for r in rs])),
             "step_s": float(np.mean([r["step_s"] for r in rs])),
+            "rollout_frac": float(np.mean([r.get("rollout_frac", float("nan")) for r in rs])),
             "start": c["strict"][0], "final": c["strict"][-1],
             "final_seeds": [r["curve"][-1]["strict"] for r in rs],
             "best": c["strict"][best], "best_min": c["train_s"][best] / 60,
@@ -189,13 +191,15 @@ def write_markdown(summary: dict, results: list[dict], args, path: str, png: str
         "",
         f"![accuracy vs wall-clock and images]({os.path.basename(png)})",
         "",
-        "| method | seeds | steps | s/step | strict @0 | final strict (mean) | final per seed | best (at min) | "
+        "| method | seeds | steps | s/step (rollout+reward share) | strict @0 | final strict (mean) | "
+        "final per seed | best (at min) | "
         "reaches GRPO final at (min / images) | speed-up vs GRPO (wall / images) | reaches 0.9 at (min) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for m, r in rows.items():
         lines.append(
-            f"| {LABELS.get(m, m)} | {r['seeds']} | {r['steps']:.0f} | {r['step_s']:.1f} | {r['start']:.3f} | "
+            f"| {LABELS.get(m, m)} | {r['seeds']} | {r['steps']:.0f} | {r['step_s']:.1f} ({r['rollout_frac']:.0%}) | "
+            f"{r['start']:.3f} | "
             f"{r['final']:.3f} | {', '.join(f'{x:.3f}' for x in r['final_seeds'])} | "
             f"{r['best']:.3f} ({r['best_min']:.1f}) | "
             f"{_fmt(r.get('reach_grpo_min'))} / {_fmt(r.get('reach_grpo_images'), '{:.0f}')} | "
