@@ -332,3 +332,25 @@ def test_imagereward_rejects_wrong_checkpoint(tmp_path, tiny_imagereward):
     (tmp_path / "med_config.json").write_text((root / "med_config.json").read_text())
     with pytest.raises(ValueError, match="no blip.visual_encoder"):
         rewards.load("imagereward", checkpoint=str(tmp_path), tokenizer=str(root / "tok"), local_files_only=True)
+
+
+# ---------- optional: real weights already in the local HF cache (skipped by default) ----------
+
+REAL = [n for n in __import__("os").environ.get("GENRL_TEST_REAL_REWARDS", "").split(",") if n]
+
+
+@pytest.mark.skipif(not REAL, reason="set GENRL_TEST_REAL_REWARDS=pickscore,clip_score,... (weights in the HF cache)")
+@pytest.mark.parametrize("name", REAL or ["none"])
+def test_real_weights_prefer_matching_prompt(name, monkeypatch):
+    """With real weights: a red disc on white scores higher with a matching caption than with a wrong one."""
+    monkeypatch.undo()  # the real-weights check may read the cache freely (still local_files_only)
+    img = Image.new("RGB", (256, 256), "white")
+    from PIL import ImageDraw
+
+    ImageDraw.Draw(img).ellipse((48, 48, 208, 208), fill=(220, 20, 20))
+    r = rewards.load(name, local_files_only=True)
+    out = r([img, img], ["a red circle on a white background", "a photo of a crowded city street at night"])
+    if name == "aesthetic":  # prompt-free: just a value on the LAION 1-10 scale
+        assert 0.0 < out.scores[0] < 11.0 and out.scores[0] == out.scores[1], out
+    else:
+        assert out.scores[0] > out.scores[1], out
