@@ -145,6 +145,9 @@ class Trainer:
         self.updates_total = max(1, t.steps * t.updates_per_step * t.inner_epochs)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_lambda)
         self.ema = EMA(self.policy.trainable_state(), cfg.ema.decay, cfg.ema.every) if cfg.ema.enabled else None
+        # fp16 autocast needs loss scaling (the reference's accelerate backward does the same); no-op otherwise
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.run.mixed_precision == "fp16")
+        self.scaler_skips = 0
 
         # ---- state ----
         self.step = 0
@@ -204,6 +207,7 @@ class Trainer:
             "step": self.step, "update": self.update, "samples_seen": self.samples_seen,
             "wall_time": self.wall_offset + (time.time() - self.t0), "skipped_updates": self.skipped_updates,
             "nonfinite_in_row": self.nonfinite_in_row, "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(), "scaler_skips": self.scaler_skips,
             "algorithm": self.algo.state_dict(), "rng": rng_state(),
         }
 
@@ -213,6 +217,9 @@ class Trainer:
         self.wall_offset = float(st["wall_time"])
         self.skipped_updates, self.nonfinite_in_row = int(st["skipped_updates"]), int(st["nonfinite_in_row"])
         self.scheduler.load_state_dict(st["scheduler"])
+        if st.get("scaler"):
+            self.scaler.load_state_dict(st["scaler"])
+        self.scaler_skips = int(st.get("scaler_skips", 0))
         self.algo.load_state_dict(st["algorithm"])
         set_rng_state(st["rng"])
         self.log_fn(f"genrl: resumed from {path} (step {self.step})") if self.main else None
@@ -335,13 +342,22 @@ class Trainer:
                         if not torch.isfinite(loss.detach()).all():
                             bad = 1.0
                             continue
-                        (loss / len(chunk)).backward()
+                        self.scaler.scale(loss / len(chunk)).backward()
                         for k, v in metrics.items():
                             sums[k] = sums.get(k, 0.0) + float(v)
                         count += 1
                 bad = self._allreduce_grads(bad)
+                self.scaler.unscale_(self.optimizer)
                 norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.train.max_grad_norm)
+                if bad == 0 and self.scaler.is_enabled() and not torch.isfinite(norm):
+                    # fp16 overflow: the scaler skips this update and lowers its scale (not a fault)
+                    self.scaler.step(self.optimizer)
+                    self.scaler.update()
+                    self.optimizer.zero_grad(set_to_none=True)
+                    self.scaler_skips += 1
+                    continue
                 if bad > 0 or not torch.isfinite(norm):
+                    self.scaler.update()
                     self.optimizer.zero_grad(set_to_none=True)
                     self.skipped_updates += 1
                     self.nonfinite_in_row += 1
@@ -353,7 +369,8 @@ class Trainer:
                     continue
                 self.nonfinite_in_row = 0
                 grad_norms.append(float(norm))
-                self.optimizer.step()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
                 self.scheduler.step()
                 self.update += 1
                 n_updates_done += 1
@@ -468,7 +485,8 @@ class Trainer:
             self.samples_seen += cfg.sample.group_size * cfg.sample.groups_per_step
             rec = {"step": self.step, "wall_time": self._wall(), "samples_seen": self.samples_seen, **info,
                    **train_metrics, "train/lr": self.scheduler.get_last_lr()[0],
-                   "train/skipped_updates": self.skipped_updates, "time/rollout_s": t_roll,
+                   "train/skipped_updates": self.skipped_updates, "train/scaler_skips": self.scaler_skips,
+                   "time/rollout_s": t_roll,
                    "time/train_s": t_train, "time/step_s": time.time() - t_start}
             for k, v in details.items():
                 rec[f"train/reward_{k}"] = self._gather(v).mean().item() if v.numel() else None
