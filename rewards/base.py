@@ -43,7 +43,7 @@ class Reward:
     def __call__(self, samples, prompts, metadata=None) -> RewardOutput:
         prompts = _check_prompts(prompts)
         n = len(prompts)
-        if samples is None or (not isinstance(samples, torch.Tensor | np.ndarray) and len(samples) == 0):
+        if samples is None or (isinstance(samples, list | tuple) and len(samples) == 0):
             raise ValueError(f"{self.name}: empty batch; pass at least one sample")
         if self.input_format == "text":
             samples = [str(s) for s in samples]
@@ -118,7 +118,10 @@ def to_pil(images) -> list[Image.Image]:
     """Convert any accepted image batch to a list of RGB PIL images (see module docstring)."""
     if isinstance(images, torch.Tensor):
         return [Image.fromarray(a) for a in _tensor_to_uint8(images)]
-    if isinstance(images, np.ndarray) and images.ndim == 4:
+    if isinstance(images, Image.Image) or (isinstance(images, np.ndarray) and images.ndim != 4):
+        raise ValueError("pass a batch: a list of images, an NxHxWx3 uint8 array or an [N,3,H,W] tensor "
+                         "(wrap a single image in a list)")
+    if isinstance(images, np.ndarray):
         images = list(images)
     out = []
     for i, im in enumerate(images):

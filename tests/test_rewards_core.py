@@ -107,6 +107,10 @@ def test_bad_batches():
         r(_imgs(1), "a single prompt")
     with pytest.raises(ValueError, match="metadata has 1 entries for 3 samples"):
         r(_imgs(3), ["a"] * 3, metadata=[{}])
+    with pytest.raises(ValueError, match="wrap a single image in a list"):
+        r(Image.new("RGB", (4, 4)), ["a"])
+    with pytest.raises(ValueError, match="wrap a single image in a list"):
+        r(np.zeros((4, 4, 3), np.uint8), ["a"])
     with pytest.raises(ValueError, match="different sizes"):
         r([Image.new("RGB", (4, 4)), Image.new("RGB", (5, 4))], ["a", "b"])
 
