@@ -9,6 +9,9 @@ formula is the same).
     dist  = 0 if target is a substring of recognised else Levenshtein(recognised, target)
     score = 1 - min(dist, len(target)) / len(target)        in [0, 1]
 
+`backend="paddleocr"` uses Flow-GRPO's exact engine instead (PaddleOCR(use_angle_cls=False, lang="en"); needs
+`pip install paddlepaddle paddleocr==2.9.1`, and paddleocr downloads its models on first use).
+
 Prompts without quoted text (or with empty quotes ""): Flow-GRPO crashes on them. Here `missing="error"`
 (default) raises a ValueError naming the prompt; `missing="zero"` scores them 0.0 and `missing="nan"` gives NaN
 (details["target"] is None for them either way).
@@ -59,25 +62,46 @@ def ocr_score(recognised: str, target: str) -> float:
     return 1.0 - dist / len(tgt)
 
 
+class PaddleEngine:
+    """Flow-GRPO's engine, PaddleOCR 2.x, behind rapidocr's call signature."""
+
+    def __init__(self, use_cls: bool = False, use_gpu: bool = False):
+        try:
+            from paddleocr import PaddleOCR
+        except ImportError as e:
+            raise ImportError("backend='paddleocr' needs: pip install paddlepaddle paddleocr==2.9.1") from e
+        self.ocr = PaddleOCR(use_angle_cls=use_cls, lang="en", use_gpu=use_gpu, show_log=False)
+
+    def __call__(self, image, use_cls: bool = False):
+        result = self.ocr.ocr(np.asarray(image.convert("RGB")), cls=use_cls)
+        lines = (result or [None])[0] or []
+        return [[box, text, conf] for box, (text, conf) in lines] or None, 0.0
+
+
 @register("ocr")
 class OcrReward(Reward):
     name = "ocr"
     input_format = "pil"
 
-    def __init__(self, missing: str = "error", use_cls: bool = False, text_score: float = 0.5,
-                 batch_size: int = 8, device=None, dtype=None, engine=None):
+    def __init__(self, missing: str = "error", backend: str = "rapidocr", use_cls: bool = False,
+                 text_score: float = 0.5, batch_size: int = 8, device=None, dtype=None, engine=None):
         if missing not in ("error", "zero", "nan"):
             raise ValueError(f"ocr: missing must be 'error', 'zero' or 'nan', got {missing!r}")
         self.missing = missing
         self.use_cls = bool(use_cls)  # Flow-GRPO: PaddleOCR(use_angle_cls=False)
         self.batch_size = batch_size
         if engine is None:
-            try:
-                from rapidocr_onnxruntime import RapidOCR
-            except ImportError as e:
-                raise ImportError("the ocr reward needs rapidocr-onnxruntime: pip install 'genrl[rewards]'") from e
-            engine = RapidOCR(text_score=float(text_score))
-        self.engine = engine  # any callable image -> (list of [box, text, conf] | None, elapsed)
+            if backend == "rapidocr":
+                try:
+                    from rapidocr_onnxruntime import RapidOCR
+                except ImportError as e:
+                    raise ImportError("the ocr reward needs rapidocr-onnxruntime: pip install 'genrl[rewards]'") from e
+                engine = RapidOCR(text_score=float(text_score))
+            elif backend == "paddleocr":
+                engine = PaddleEngine(use_cls=self.use_cls, use_gpu=str(device or "cpu").startswith("cuda"))
+            else:
+                raise ValueError(f"ocr: backend must be 'rapidocr' or 'paddleocr', got {backend!r}")
+        self.engine = engine  # any callable (image, use_cls) -> (list of [box, text, conf] | None, elapsed)
 
     def recognise(self, image) -> str:
         result, _ = self.engine(image, use_cls=self.use_cls)

@@ -83,6 +83,30 @@ def test_lines_are_concatenated_and_empty_result_scores_zero():
     assert rewards.load("ocr", engine=FakeEngine([]))(img, ['"hello"']).scores.tolist() == [0.0]
 
 
+def test_paddleocr_backend_adapter(monkeypatch):
+    """backend='paddleocr' builds PaddleOCR as Flow-GRPO does and reads its [[box, (text, conf)], ...] output."""
+    import sys
+    import types
+
+    made = {}
+
+    class FakePaddleOCR:
+        def __init__(self, **kwargs):
+            made.update(kwargs)
+
+        def ocr(self, arr, cls=False):
+            assert arr.dtype == np.uint8 and arr.shape[2] == 3 and cls is False
+            return [[[[[0, 0]], ("Hello", 0.98)], [[[0, 0]], ("World", 0.97)]]]  # one page of lines
+
+    monkeypatch.setitem(sys.modules, "paddleocr", types.SimpleNamespace(PaddleOCR=FakePaddleOCR))
+    r = rewards.load("ocr", backend="paddleocr")
+    assert made == {"use_angle_cls": False, "lang": "en", "use_gpu": False, "show_log": False}
+    out = r([Image.new("RGB", (8, 8))], ['"hello world"'])
+    assert out.scores.tolist() == [1.0] and out.details["text"] == ["HelloWorld"]
+    with pytest.raises(ValueError, match="backend must be"):
+        rewards.load("ocr", backend="tesseract")
+
+
 # ---------- real rapidocr model (offline, weights ship in the wheel) ----------
 
 @pytest.fixture(scope="module")
