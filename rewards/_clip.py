@@ -4,8 +4,8 @@
 `AutoProcessor.from_pretrained(processor or model)`; both accept a hub id or a local directory and honour
 `local_files_only`. Embeddings are the projected CLIP features (`get_*_features`), L2-normalised:
     e_img = proj(vision(x)) / |.|,   e_txt = proj(text(t)) / |.|,   cos = <e_img, e_txt>.
-Images go through the processor as PIL (resize shortest side, centre crop, /255, mean/std normalise), i.e.
-exactly the preprocessing of the published scorers for uint8 images.
+Images go through the processor's PIL backend (bicubic resize of the shortest side, centre crop, /255,
+mean/std normalise), i.e. exactly the preprocessing of the published scorers for uint8 images.
 """
 
 from __future__ import annotations
@@ -29,6 +29,15 @@ def load_pretrained(cls, name_or_path: str, what: str, local_files_only: bool, *
         raise FileNotFoundError(f"cannot load {what} from {name_or_path!r}: {hint} ({str(e).splitlines()[0]})") from e
 
 
+def _pil_backend() -> dict:
+    """Ask for the PIL image processor (what the published scorers ran, on transformers 4.x): transformers 5
+    defaults to a torchvision backend whose bicubic resize differs by up to ~0.004 per pixel."""
+    import transformers
+
+    major = int(transformers.__version__.split(".")[0])
+    return {"backend": "pil"} if major >= 5 else {"use_fast": False}
+
+
 class ClipBackbone:
     def __init__(self, model: str, processor: str | None = None, *, device=None, dtype=None,
                  local_files_only: bool = False, need_text: bool = True):
@@ -38,7 +47,8 @@ class ClipBackbone:
         self.dtype = resolve_dtype(dtype)
         self.model = load_pretrained(CLIPModel, model, "CLIP model", local_files_only)
         self.model.to(self.device, self.dtype).eval().requires_grad_(False)
-        self.processor = load_pretrained(AutoProcessor, processor or model, "CLIP processor", local_files_only)
+        self.processor = load_pretrained(AutoProcessor, processor or model, "CLIP processor", local_files_only,
+                                         **_pil_backend())
         if need_text and getattr(self.processor, "tokenizer", None) is None:
             raise ValueError(f"processor {processor or model!r} has no tokenizer; pass processor=<dir with one>")
 

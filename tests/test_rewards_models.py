@@ -85,13 +85,28 @@ def _images(n=3, seed=0, size=(40, 36)):
     return [Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)) for _ in range(n)]
 
 
+def _ref_pixels(images, size=30):
+    """CLIP preprocessing by hand (PIL): bicubic resize of the short side, centre crop, /255, OpenAI mean/std."""
+    mean = np.array([0.48145466, 0.4578275, 0.40821073])
+    std = np.array([0.26862954, 0.26130258, 0.27577711])
+    out = []
+    for im in images:
+        w, h = im.size
+        nw, nh = (size, int(size * h / w)) if w <= h else (int(size * w / h), size)
+        a = np.asarray(im.resize((nw, nh), Image.BICUBIC), dtype=np.float64) / 255.0
+        top, left = (nh - size) // 2, (nw - size) // 2
+        a = (a[top:top + size, left:left + size] - mean) / std
+        out.append(a.transpose(2, 0, 1))
+    return torch.tensor(np.stack(out), dtype=torch.float32)
+
+
 def _ref_clip_embeddings(root, model, images, prompts, padding):
-    """Independent path: processor outputs -> raw towers -> explicit projections -> numpy normalisation."""
+    """Independent path: hand preprocessing -> raw towers -> explicit projections -> numpy normalisation."""
     from transformers import AutoProcessor
 
     proc = AutoProcessor.from_pretrained(root)
     with torch.no_grad():
-        pix = proc(images=images, return_tensors="pt")["pixel_values"]
+        pix = _ref_pixels(images)
         img = model.visual_projection(model.vision_model(pixel_values=pix).pooler_output).numpy()
         tok = proc.tokenizer(prompts, padding=padding, truncation=True, max_length=77, return_tensors="pt")
         txt = model.text_projection(model.text_model(**tok).pooler_output).numpy()
@@ -105,6 +120,9 @@ def test_pickscore_matches_formula(tiny_clip):
     images = _images()
     r = rewards.load("pickscore", model=str(root), processor=str(root), local_files_only=True, device="cpu")
     out = r(images, PROMPTS)
+    # the processor runs the PIL pipeline of the published scorers (not transformers 5's torchvision default)
+    pix = r.clip.processor(images=images, return_tensors="pt")["pixel_values"]
+    torch.testing.assert_close(pix, _ref_pixels(images), atol=2e-5, rtol=0)
     img, txt = _ref_clip_embeddings(root, model, images, PROMPTS, padding=True)
     cos = (img * txt).sum(-1)
     np.testing.assert_allclose(out.scores.numpy(), 100.0 * cos / 26.0, rtol=1e-4, atol=1e-5)
@@ -137,7 +155,7 @@ def test_clip_score_matches_formula(tiny_clip):
     with torch.no_grad():
         from transformers import AutoProcessor
 
-        proc = AutoProcessor.from_pretrained(root)
+        proc = AutoProcessor.from_pretrained(root, backend="pil")
         inputs = proc(text=PROMPTS, images=images, padding="max_length", truncation=True, max_length=77,
                      return_tensors="pt")
         logits = model(**inputs).logits_per_image.diagonal().numpy() / 100.0
