@@ -84,9 +84,11 @@ class ShapesPolicy(FlowPolicy):
         """{"encoder_hidden_states": [B, T, D], "pooled_projections": [B, D]}; cached per unique prompt."""
         if isinstance(prompts, str):
             raise ValueError("encode expects a list of prompts, not a single string")
+        dev = self.device
+        if self._cache and next(iter(self._cache.values()))[0].device != dev:
+            self._cache.clear()  # the policy moved to another device
         new = [p for p in dict.fromkeys(prompts) if p not in self._cache]
         if new:
-            dev = self.device
             tok = self.tokenizer(new, padding="max_length", max_length=self.max_tokens, truncation=True,
                                  return_tensors="pt")
             out = self.text_encoder(input_ids=tok.input_ids.to(dev), attention_mask=tok.attention_mask.to(dev))
