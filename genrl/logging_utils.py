@@ -169,3 +169,21 @@ def plot_curves(metrics_path: str, out_path: str, title: str = "") -> str | None
     plt.close(fig)
     os.replace(tmp, out_path)
     return out_path
+
+
+def before_after(before: str, after: str, out_path: str) -> str | None:
+    """Side-by-side PNG of two sample grids (e.g. step 0 and the last eval), labelled."""
+    if not (os.path.isfile(before) and os.path.isfile(after)) or before == after:
+        return None
+    a, b = Image.open(before).convert("RGB"), Image.open(after).convert("RGB")
+    head = 26
+    canvas = Image.new("RGB", (a.width + b.width + 12, max(a.height, b.height) + head), "white")
+    draw = ImageDraw.Draw(canvas)
+    draw.text((6, 4), "before (" + os.path.basename(before) + ")", fill="black", font=_font(16))
+    draw.text((a.width + 18, 4), "after (" + os.path.basename(after) + ")", fill="black", font=_font(16))
+    canvas.paste(a, (0, head))
+    canvas.paste(b, (a.width + 12, head))
+    tmp = out_path + ".tmp.png"
+    canvas.save(tmp)
+    os.replace(tmp, out_path)
+    return out_path

@@ -36,7 +36,7 @@ from genrl.checkpoint import latest_checkpoint, load_checkpoint, rng_state, save
 from genrl.config import Config, save_config
 from genrl.data import KRepeatSampler, PromptSet, load_prompts
 from genrl.ema import EMA
-from genrl.logging_utils import MetricsLogger, plot_curves, read_metrics, save_grid
+from genrl.logging_utils import MetricsLogger, before_after, plot_curves, read_metrics, save_grid
 from genrl.rollout import policy_sigmas, velocity_fn
 
 
@@ -512,6 +512,10 @@ class Trainer:
         curves = None
         if self.main:
             curves = plot_curves(self.logger.path, os.path.join(cfg.run.dir, "curves.png"), cfg.run.dir)
+            if self.first_eval and self.last_eval and "eval/grid" in self.first_eval and "eval/grid" in self.last_eval:
+                before_after(os.path.join(cfg.run.dir, self.first_eval["eval/grid"]),
+                             os.path.join(cfg.run.dir, self.last_eval["eval/grid"]),
+                             os.path.join(cfg.run.dir, "samples", "before_after.png"))
         self.logger.close()
         return RunResult(cfg.run.dir, self.step, self.first_eval, self.last_eval,
                          os.path.join(cfg.run.dir, "samples"), curves)

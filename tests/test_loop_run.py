@@ -24,6 +24,7 @@ def test_two_step_run_writes_every_artifact(model, tmp_path):
     res = train(tiny_config(model, str(run), run={"tensorboard": True}), progress=False)
     assert res.steps_done == 2
     for f in ["config.yaml", "metrics.jsonl", "curves.png", "samples/step_000000.png", "samples/step_000002.png",
+              "samples/before_after.png",
               "checkpoints/latest"]:
         assert (run / f).is_file(), f
     assert any(n.startswith("events.out.tfevents") for n in os.listdir(run / "tensorboard"))
