@@ -61,6 +61,9 @@ def run(args) -> int:
             cfg = load_config(str(DEMO_CONFIG) if demo else config_path, overrides)
             if demo:
                 _demo_paths(cfg)
+                if not os.path.exists(cfg.model.path):
+                    raise UserError(f"the demo needs the shapes world's base model at {cfg.model.path}; restore it "
+                                    "(git checkout assets/) or train one with `genrl pretrain shapes`")
     except ConfigError as e:
         raise UserError(str(e)) from None
 
