@@ -2,8 +2,10 @@
 
 A reward is a callable `reward(samples, prompts, metadata=None) -> RewardOutput`. `scores` is a float32
 tensor [N] (higher is better); `details` holds named per-sample extras (tensors [N] or lists of length N).
-Images are accepted as a list of PIL images (RGB), a list/array of uint8 HxWx3 arrays, or a float tensor
-[N, 3, H, W] in [0, 1]. This package imports nothing from genrl or samplers.
+Images are accepted as a list of PIL images (RGB; L, P and RGBA are converted), a list of uint8 HxWx3 arrays
+or one NxHxWx3 array, or a float tensor [N, 3, H, W] in [0, 1] (quantised with round(x*255) where a reward
+needs PIL). Text rewards (`input_format = "text"`) take a list of strings. Bad input raises a one-line
+ValueError naming the problem and the fix. This package imports nothing from genrl or samplers.
 """
 
 from __future__ import annotations

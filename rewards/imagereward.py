@@ -124,7 +124,10 @@ def text_config_from(med: dict, encoder_width: int):
 
 def preprocess(images, size: int) -> torch.Tensor:
     """ImageReward's transform: Resize(size, bicubic) of the short side, CenterCrop(size), ToTensor, Normalize."""
-    from torchvision import transforms as T
+    try:
+        from torchvision import transforms as T
+    except ImportError as e:
+        raise ImportError("the imagereward reward needs torchvision: pip install 'genrl[rewards]'") from e
 
     tf = T.Compose([
         T.Resize(size, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(size),
