@@ -1,0 +1,37 @@
+"""Worker for tests/test_distributed_equivalence.py: `torchrun --nproc_per_node N tests/distributed_worker.py CFG OUT`
+(or plain python for one process). Trains with the one loop and records, per step, the advantages of the whole
+global batch (gathered in global sample order) and the final trainable weights (main process only)."""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+from safetensors.torch import save_file
+
+from genrl.config import load_config
+from genrl.loop import Trainer
+
+
+class RecordingTrainer(Trainer):
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        self.recorded: dict[str, torch.Tensor] = {}
+
+    def compute_advantages(self, batch, step):
+        chosen, info = super().compute_advantages(batch, step)
+        self.recorded[f"adv_step{step}"] = self._gather(info["adv"].float().cpu())
+        self.recorded[f"reward_step{step}"] = self._gather(batch.rewards.float().cpu())
+        return chosen, info
+
+
+def main(cfg_path: str, out: str) -> None:
+    trainer = RecordingTrainer(load_config(cfg_path), progress=False)
+    trainer.run()
+    if trainer.main:
+        state = {k: v.detach().cpu().contiguous() for k, v in trainer.policy.trainable_state().items()}
+        save_file({**state, **trainer.recorded}, out)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
