@@ -344,6 +344,82 @@ def test_imagereward_matches_formula(tiny_imagereward):
     assert len(r.tokenizer) == len(tok) + 2  # [DEC] and [ENC] added as BLIP does
 
 
+def _manual_imagereward(ckpt, pixels, ids, mask, heads_v=2, heads_t=4):
+    """ImageReward from the original-layout checkpoint with plain torch ops: timm/BLIP ViT (pre-LN, eps 1e-6)
+    and BLIP med.py BERT (post-LN, eps 1e-12) whose layers cross-attend to all image tokens."""
+    F = torch.nn.functional
+    g = {k: v.double() for k, v in ckpt.items()}
+
+    def heads(x, h):
+        b, n, d = x.shape
+        return x.view(b, n, h, d // h).transpose(1, 2)
+
+    def attend(q, k, v, h, bias=None):
+        s = heads(q, h) @ heads(k, h).transpose(-1, -2) / math.sqrt(q.shape[-1] // h)
+        if bias is not None:
+            s = s + bias
+        o = s.softmax(-1) @ heads(v, h)
+        return o.transpose(1, 2).reshape(q.shape)
+
+    v = "blip.visual_encoder."
+    x = F.conv2d(pixels.double(), g[v + "patch_embed.proj.weight"], g[v + "patch_embed.proj.bias"], stride=16)
+    x = x.flatten(2).transpose(1, 2)
+    x = torch.cat([g[v + "cls_token"].expand(x.shape[0], -1, -1), x], 1) + g[v + "pos_embed"]
+    depth = 1 + max(int(k.split(".")[3]) for k in g if k.startswith(v + "blocks."))
+    for i in range(depth):
+        b = f"{v}blocks.{i}."
+        y = F.layer_norm(x, x.shape[-1:], g[b + "norm1.weight"], g[b + "norm1.bias"], 1e-6)
+        q, k, vv = (y @ g[b + "attn.qkv.weight"].T + g[b + "attn.qkv.bias"]).chunk(3, -1)
+        x = x + attend(q, k, vv, heads_v) @ g[b + "attn.proj.weight"].T + g[b + "attn.proj.bias"]
+        y = F.layer_norm(x, x.shape[-1:], g[b + "norm2.weight"], g[b + "norm2.bias"], 1e-6)
+        y = F.gelu(y @ g[b + "mlp.fc1.weight"].T + g[b + "mlp.fc1.bias"])
+        x = x + y @ g[b + "mlp.fc2.weight"].T + g[b + "mlp.fc2.bias"]
+    img = F.layer_norm(x, x.shape[-1:], g[v + "norm.weight"], g[v + "norm.bias"], 1e-6)
+
+    t = "blip.text_encoder."
+
+    def lin(x, name):
+        return x @ g[name + ".weight"].T + g[name + ".bias"]
+
+    def ln(x, name):
+        return F.layer_norm(x, x.shape[-1:], g[name + ".weight"], g[name + ".bias"], 1e-12)
+
+    h = g[t + "embeddings.word_embeddings.weight"][ids] + g[t + "embeddings.position_embeddings.weight"][:ids.shape[1]]
+    h = ln(h, t + "embeddings.LayerNorm")
+    text_bias = ((1.0 - mask.double()) * -1e9)[:, None, None, :]
+    n_layers = 1 + max(int(k.split(".")[4]) for k in g if k.startswith(t + "encoder.layer."))
+    for i in range(n_layers):
+        b = f"{t}encoder.layer.{i}."
+        for part, kv, bias in (("attention", h, text_bias), ("crossattention", img, None)):
+            a = attend(lin(h, b + part + ".self.query"), lin(kv, b + part + ".self.key"),
+                       lin(kv, b + part + ".self.value"), heads_t, bias)
+            h = ln(lin(a, b + part + ".output.dense") + h, b + part + ".output.LayerNorm")
+        y = F.gelu(lin(h, b + "intermediate.dense"))
+        h = ln(lin(y, b + "output.dense") + h, b + "output.LayerNorm")
+    r = h[:, 0]
+    for i in (0, 2, 4, 6, 7):
+        r = lin(r, f"mlp.layers.{i}")
+    return r[:, 0]
+
+
+def test_imagereward_matches_manual_blip(tiny_imagereward):
+    """Independent check of the architecture: plain-torch BLIP from the original checkpoint keys."""
+    root = tiny_imagereward[0]
+    r = rewards.load("imagereward", checkpoint=str(root / "ImageReward.pt"), med_config=str(root / "med_config.json"),
+                     tokenizer=str(root / "tok"), local_files_only=True, device="cpu")
+    images = _images(seed=7, size=(32, 32))
+    out = r(images, PROMPTS)
+    ids = r.tokenizer(PROMPTS, padding="max_length", truncation=True, max_length=35, return_tensors="pt")
+    pix = torch.tensor(np.stack([np.asarray(im, dtype=np.float64).transpose(2, 0, 1) / 255 for im in images]))
+    mean = torch.tensor([0.48145466, 0.4578275, 0.40821073], dtype=torch.float64).view(1, 3, 1, 1)
+    std = torch.tensor([0.26862954, 0.26130258, 0.27577711], dtype=torch.float64).view(1, 3, 1, 1)
+    ckpt = torch.load(root / "ImageReward.pt", weights_only=True)
+    raw = _manual_imagereward(ckpt, (pix - mean) / std, ids["input_ids"], ids["attention_mask"])
+    np.testing.assert_allclose(out.details["raw"].numpy(), raw.numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(out.scores.numpy(), ((raw - 0.16717362830052426) / 1.0333394966054072).numpy(),
+                               rtol=1e-4, atol=1e-5)
+
+
 def test_imagereward_rejects_wrong_checkpoint(tmp_path, tiny_imagereward):
     root = tiny_imagereward[0]
     torch.save({"foo": torch.zeros(1)}, tmp_path / "ImageReward.pt")
