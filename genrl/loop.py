@@ -136,6 +136,9 @@ class Trainer:
         # ---- model (same LoRA init on every rank) ----
         torch.manual_seed(cfg.run.seed)
         self.policy = load_model(cfg).to(self.device)
+        from genrl.distributed import shard_policy
+
+        shard_policy(self.policy, self.acc)  # FSDP launch config: shard the frozen base (LoRA stays replicated)
         self.params = list(self.policy.trainable_parameters())
         if not self.params:
             raise ValueError("the policy has no trainable parameters; set model.lora_rank > 0")
@@ -395,6 +398,8 @@ class Trainer:
         ctx = self._ctx(step)
         self.policy.eval()
         results, grid_imgs = [], []
+        n_grid = min(ev.grid_images, len(mine))  # grid: evenly spaced over this rank's prompts (every category)
+        grid_ids = {mine[int(i * len(mine) / n_grid)] for i in range(n_grid)} if n_grid > 0 else set()
         raw = self.policy.trainable_state()
         import contextlib
 
@@ -422,8 +427,9 @@ class Trainer:
                         if isinstance(v, torch.Tensor) and v.numel() == len(ids) and v.is_floating_point():
                             row[name] = float(v[k])
                     results.append(row)
-                if len(grid_imgs) * ev.batch_size < ev.grid_images:
-                    grid_imgs.append((images, prompts, out.scores.tolist()))
+                for k, j in enumerate(ids):
+                    if j in grid_ids:
+                        grid_imgs.append((images[k], prompts[k], float(out.scores[k])))
         if self.world > 1:
             from accelerate.utils import gather_object
 
@@ -437,9 +443,9 @@ class Trainer:
                 name = "eval/reward_mean" if k == "reward" else f"eval/{k}"
                 metrics[name] = float(np.mean(vals))
         if self.main and grid_imgs:
-            imgs = torch.cat([g[0] for g in grid_imgs])[: ev.grid_images]
-            prompts = sum((g[1] for g in grid_imgs), [])[: ev.grid_images]
-            scores = sum((g[2] for g in grid_imgs), [])[: ev.grid_images]
+            imgs = torch.stack([g[0] for g in grid_imgs])
+            prompts = [g[1] for g in grid_imgs]
+            scores = [g[2] for g in grid_imgs]
             path = os.path.join(cfg.run.dir, "samples", f"step_{step:06d}.png")
             title = f"step {step}: eval reward {metrics.get('eval/reward_mean', 0):.3f}"
             save_grid(imgs, prompts, path, scores, title=title)
