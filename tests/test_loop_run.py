@@ -159,3 +159,34 @@ def test_nonfinite_loss_skips_then_aborts(model, tmp_path):
     after = tr.policy.trainable_state()
     assert tr.skipped_updates == 2 and all(torch.equal(before[k], after[k]) for k in before)
     assert tr.step == 1  # step 0 done (skipped update), aborted during step 1
+
+
+def test_failed_checkpoint_write_keeps_last_good(model, tmp_path, monkeypatch):
+    from genrl import checkpoint as ck
+
+    run = tmp_path / "run"
+    tr = Trainer(tiny_config(model, str(run), train={"steps": 1}, eval={"every": 0}), progress=False)
+    tr.run()
+    good = run / "checkpoints" / "step_000001"
+    before = load_file(str(good / "trainable.safetensors"))
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ck.torch, "save", boom)
+    with pytest.raises(OSError, match="disk full"):
+        ck.save_checkpoint(str(run), 2, policy=tr.policy, ema=tr.ema, optimizer=tr.optimizer, state={})
+    assert (run / "checkpoints" / "latest").read_text().strip() == "step_000001"
+    assert ck.latest_checkpoint(str(run)) == str(good)
+    after = load_file(str(good / "trainable.safetensors"))
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_ema_schedule():
+    from genrl.ema import EMA
+
+    ema = EMA({"w": torch.zeros(2)}, decay=0.9, every=2)
+    assert not ema.step({"w": torch.ones(2)}, 1)  # not on an interval
+    assert ema.step({"w": torch.ones(2)}, 2)  # d = min(3/12, 0.9) = 0.25 -> 0.75
+    assert torch.allclose(ema.shadow["w"], torch.full((2,), 0.75))
+    assert ema.effective_decay(1000) == 0.9
