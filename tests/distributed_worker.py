@@ -16,7 +16,10 @@ from genrl.loop import Trainer
 class RecordingTrainer(Trainer):
     def __init__(self, *a, **k):
         super().__init__(*a, **k)
-        self.recorded: dict[str, torch.Tensor] = {}
+        from torch.distributed.tensor import DTensor
+
+        sharded = any(isinstance(p, DTensor) for p in self.policy.parameters())  # FSDP2 launch: frozen base sharded
+        self.recorded: dict[str, torch.Tensor] = {"sharded": torch.tensor(int(sharded))}
 
     def compute_advantages(self, batch, step):
         chosen, info = super().compute_advantages(batch, step)

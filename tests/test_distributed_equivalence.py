@@ -19,8 +19,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(REPO, "tests", "distributed_worker.py")
 
 
-def _run(cmd, tmp_path):
-    env = {**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1"}
+def _run(cmd, tmp_path, **env_extra):
+    env = {**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1",
+           **env_extra}
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     try:
@@ -32,22 +33,34 @@ def _run(cmd, tmp_path):
     assert proc.returncode == 0, out[-3000:]
 
 
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("dist")
+    model = build_sd3(str(tmp / "model"))
+    prompts = write_prompts(tmp / "p.txt")
+    cfg = sd3_run_config(model, str(tmp / "run1"), prompts)
+    (tmp / "cfg1.yaml").write_text(yaml.safe_dump(cfg))
+    _run([sys.executable, WORKER, str(tmp / "cfg1.yaml"), str(tmp / "out1.safetensors")], tmp)
+    return model, prompts, load_file(str(tmp / "out1.safetensors"))
+
+
+# "ddp": replicas, LoRA gradients all-reduced by the loop (multi_gpu.yaml); "fsdp2": the frozen base sharded with
+# FSDP2 (fsdp2.yaml sets ACCELERATE_USE_FSDP / FSDP_VERSION, which is what accelerate launch exports).
 @pytest.mark.slow
 @pytest.mark.distributed
-def test_two_processes_match_one(tmp_path):
-    model = build_sd3(str(tmp_path / "model"))
-    prompts = write_prompts(tmp_path / "p.txt")
-    outs = {}
-    for n in (1, 2):
-        cfg = sd3_run_config(model, str(tmp_path / f"run{n}"), prompts)
-        (tmp_path / f"cfg{n}.yaml").write_text(yaml.safe_dump(cfg))
-        outs[n] = str(tmp_path / f"out{n}.safetensors")
-    _run([sys.executable, WORKER, str(tmp_path / "cfg1.yaml"), outs[1]], tmp_path)
+@pytest.mark.parametrize("mode", ["ddp", "fsdp2"])
+def test_two_processes_match_one(one_process, tmp_path, mode):
+    model, prompts, one = one_process
+    cfg = sd3_run_config(model, str(tmp_path / "run2"), prompts)
+    (tmp_path / "cfg2.yaml").write_text(yaml.safe_dump(cfg))
+    out = str(tmp_path / "out2.safetensors")
+    env = {"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2"} if mode == "fsdp2" else {}
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    _run(torchrun + [WORKER, str(tmp_path / "cfg2.yaml"), outs[2]], tmp_path)
+    _run(torchrun + [WORKER, str(tmp_path / "cfg2.yaml"), out], tmp_path, **env)
 
-    one, two = load_file(outs[1]), load_file(outs[2])
+    two = load_file(out)
     assert one.keys() == two.keys()
+    assert int(two["sharded"]) == (mode == "fsdp2") and int(one["sharded"]) == 0
     for step in (0, 1):  # rewards and group-relative advantages of the whole global batch
         torch.testing.assert_close(two[f"reward_step{step}"], one[f"reward_step{step}"], atol=1e-7, rtol=0)
         torch.testing.assert_close(two[f"adv_step{step}"], one[f"adv_step{step}"], atol=1e-5, rtol=0)

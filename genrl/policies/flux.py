@@ -195,6 +195,10 @@ class FluxPolicy(FlowPolicy):
         sched.set_timesteps(sigmas=np.linspace(1.0, 1 / num_steps, num_steps), mu=mu)
         return sched.sigmas.float().cpu()
 
+    def shard_units(self) -> list[nn.Module]:
+        """The transformer blocks: FSDP2 units when the frozen base is sharded (genrl.distributed)."""
+        return list(self.transformer.transformer_blocks) + list(self.transformer.single_transformer_blocks)
+
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.transformer.parameters() if p.requires_grad]
 

@@ -182,6 +182,10 @@ class SD3Policy(FlowPolicy):
             sched.set_timesteps(num_steps)
         return sched.sigmas.float().cpu()
 
+    def shard_units(self) -> list[nn.Module]:
+        """The transformer blocks: FSDP2 units when the frozen base is sharded (genrl.distributed)."""
+        return list(self.transformer.transformer_blocks)
+
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.transformer.parameters() if p.requires_grad]
 
