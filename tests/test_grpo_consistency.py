@@ -32,9 +32,12 @@ def test_first_ratio_is_one_and_kl_zero(model, tmp_path, sample):
     assert batch.latents.shape[:2] == (8, 5) and batch.log_probs.shape == (8, 4)
     if sample.get("sde_window_size"):
         assert int(batch.sde_steps.sum()) == 2
-    mb = batch.select(torch.arange(4))  # the rollout batch itself (same composition as sampled)
-    terms = list(tr.algo.losses(tr.policy, mb, tr._ctx(0, salt=1)))
-    assert len(terms) == (2 if sample.get("sde_window_size") else 3)  # window steps, or int(4 * 0.99) = 3
+    terms = []
+    # every sample of the step, re-batched across the two rollout batches as the loop's shuffle does
+    for idx in torch.randperm(8, generator=torch.Generator().manual_seed(0)).reshape(2, 4):
+        mb_terms = list(tr.algo.losses(tr.policy, batch.select(idx), tr._ctx(0, salt=1)))
+        assert len(mb_terms) == (2 if sample.get("sde_window_size") else 3)  # window steps, or int(4 * .99)
+        terms += mb_terms
     for loss, m in terms:
         assert torch.isfinite(loss)
         assert m["ratio_max_dev"] < 1e-5, m

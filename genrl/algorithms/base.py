@@ -128,7 +128,14 @@ class Batch:
         out = {}
         for k in first._f:
             vals = [b._f[k] for b in batches]
-            out[k] = vals[0] if k in first._shared else _cat(vals, n)
+            if k in first._shared:
+                for v in vals[1:]:
+                    if isinstance(v, torch.Tensor) and not (v.shape == vals[0].shape and torch.equal(v, vals[0])):
+                        raise ValueError(f"Batch.cat: shared field {k!r} differs between batches; it must be "
+                                         "identical (or not declared shared)")
+                out[k] = vals[0]
+            else:
+                out[k] = _cat(vals, n)
         return Batch(shared=first._shared, **out)
 
 

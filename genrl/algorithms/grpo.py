@@ -5,7 +5,7 @@ Time convention: t = sigma in [0, 1], t = 1 is pure noise, t = 0 is data, x_t = 
 Rollout: an SDE sampler (`sample.method` flow_grpo | cps | dance with `sample.noise_level`) records the whole
 trajectory and the per-step Gaussian log-probs log pi_old(x_s | x_t) (per-element MEAN, fp32, no grad).
 Fast/window variant: with `sample.sde_window_size` w > 0 a window start ~ UniformInt[lo, hi - w] is drawn per
-rollout batch; only the window's steps are stochastic and trained (the rest are Euler).
+step (shared by all batches and ranks); only the window's steps are stochastic and trained (the rest are Euler).
 
 Loss, per micro-batch and per trained step j (one backward per (micro-batch, j); each term is / n_train):
 
@@ -26,6 +26,7 @@ this is the no-CFG recipe.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 import torch
@@ -97,12 +98,16 @@ class GRPO(Algorithm):
         )
 
     def draw_window(self, ctx: StepContext) -> tuple[int, int] | None:
+        """(start, size) of the SDE window, start ~ UniformInt[lo, hi - w]. Drawn once per step from
+        (run.seed, step), so every batch on every rank of a step shares it and the trained timesteps are
+        aligned across the micro-batches (the reference draws it per rank and batch)."""
         s = self.sample_cfg
         w = s.sde_window_size
         if w <= 0:
             return None
         lo, hi = s.sde_window_range if s.sde_window_range is not None else (0, s.steps)
-        return ctx.rng.randint(lo, hi - w), w
+        rng = random.Random(f"sde-window-{ctx.seed}-{ctx.step}")
+        return rng.randint(lo, hi - w), w
 
     def rollout(self, policy, prompts: list[str], groups: torch.Tensor, ctx: StepContext) -> Batch:
         spec = self.rollout_spec()
