@@ -61,7 +61,7 @@ def make_noise(policy, n: int, groups: torch.Tensor, spec: RolloutSpec, ctx: Ste
 def flow_rollout(policy, prompts: list[str], groups: torch.Tensor, spec: RolloutSpec, ctx: StepContext,
                  resolution: int | None = None) -> Batch:
     """Sample `prompts` with `spec`; returns a Batch with prompts, group, metadata, cond, uncond, samples,
-    images and, for record="trajectory", latents [B, T+1, ...], log_probs [B, T], sigmas, sde_steps."""
+    images, sigmas and, for record="trajectory", latents [B, T+1, ...], log_probs [B, T], sde_steps [T]."""
     n = len(prompts)
     cond = policy.encode(prompts)
     uncond = policy.encode([""] * n) if spec.cfg_scale != 1.0 else None
@@ -76,11 +76,12 @@ def flow_rollout(policy, prompts: list[str], groups: torch.Tensor, spec: Rollout
     images = policy.decode(res.samples).float().clamp(0, 1)
     fields = dict(
         prompts=list(prompts), group=groups.clone(), metadata=policy.metadata_for(list(prompts)), cond=cond,
-        samples=res.samples, images=images, sigmas=res.sigmas.cpu(), sde_steps=res.sde_steps,
+        samples=res.samples, images=images, sigmas=res.sigmas.cpu(),
     )
     if uncond is not None:
         fields["uncond"] = uncond
     if spec.record == "trajectory":
+        fields["sde_steps"] = res.sde_steps  # shared: every batch of a step must use the same window
         fields["latents"] = res.latents.transpose(0, 1).contiguous()  # [B, T+1, ...]
         fields["log_probs"] = res.log_probs.transpose(0, 1).contiguous()  # [B, T]
     return Batch(**fields)
