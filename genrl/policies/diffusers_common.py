@@ -61,6 +61,13 @@ def pipeline_kwargs(path: str, expected_class: str, local_files_only: bool = Fal
     return kwargs
 
 
+def default_device() -> torch.device:
+    """This process's accelerator device (accelerate/torchrun set the current CUDA device per rank), else CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def check_options(options: dict, allowed: set[str], adapter: str) -> None:
     unknown = sorted(set(options) - allowed)
     if unknown:

@@ -31,6 +31,7 @@ from genrl.policies.diffusers_common import (
     PromptCache,
     adapter_disabled,
     check_options,
+    default_device,
     load_trained,
     move_frozen,
     parse_dtype,
@@ -79,7 +80,7 @@ class FluxPolicy(FlowPolicy):
         from diffusers import FluxPipeline
 
         check_options(options, OPTIONS, "FLUX")
-        device = torch.device(options.pop("device", None) or ("cuda" if torch.cuda.is_available() else "cpu"))
+        device = torch.device(options.pop("device", None) or default_device())
         half = "bf16" if device.type == "cuda" else "fp32"
         text_dtype = parse_dtype(options.pop("text_encoder_dtype", half), "text_encoder_dtype")
         dtypes = {"default": torch.float32, "transformer": parse_dtype(options.pop("dtype", half), "dtype"),

@@ -30,6 +30,7 @@ from genrl.policies.diffusers_common import (
     PromptCache,
     adapter_disabled,
     check_options,
+    default_device,
     load_trained,
     move_frozen,
     parse_dtype,
@@ -80,7 +81,7 @@ class SD3Policy(FlowPolicy):
         from diffusers import StableDiffusion3Pipeline
 
         check_options(options, OPTIONS, "SD3")
-        device = torch.device(options.pop("device", None) or ("cuda" if torch.cuda.is_available() else "cpu"))
+        device = torch.device(options.pop("device", None) or default_device())
         extra = {}
         if not options.pop("use_t5", True):
             extra.update(text_encoder_3=None, tokenizer_3=None)
