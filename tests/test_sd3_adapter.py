@@ -11,6 +11,7 @@ from diffusers import StableDiffusion3Pipeline
 from tiny_pipelines import build_sd3
 
 import samplers
+from genrl.lora import SD3_TARGETS
 from genrl.policies import load_policy
 from genrl.policies.sd3 import SD3Policy
 
@@ -182,3 +183,17 @@ def test_bad_input(sd3_dirs, tmp_path):
         load_policy(sd3_dirs["clip"], lora_targets=["attn.to_q", "attn.to_x"])
     with pytest.raises(ValueError, match="unknown SD3 option"):
         load_policy(sd3_dirs["clip"], lora_rnak=4)
+
+
+@pytest.mark.parametrize("task", ["geneval", "ocr", "pickscore"])
+def test_shipped_sd35_configs_build_this_adapter(sd3_dirs, task):
+    from genrl.config import load_config
+    from genrl.loop import load_model
+
+    cfg = load_config(f"configs/sd35/{task}_grpo.yaml", [f"model.path={sd3_dirs['clip']}"])
+    policy = load_model(cfg)
+    assert isinstance(policy, SD3Policy)
+    lora = policy.transformer.peft_config["default"]
+    assert (lora.r, lora.lora_alpha, lora.init_lora_weights) == (32, 64, "gaussian")
+    assert sorted(lora.target_modules) == sorted(SD3_TARGETS)
+    assert policy.max_sequence_length == 128 and cfg.sample.cfg_scale == 4.5
