@@ -127,7 +127,7 @@ def save_grid(images: torch.Tensor, prompts: list[str], path: str, scores: list[
 
 
 def plot_curves(metrics_path: str, out_path: str, title: str = "") -> str | None:
-    """curves.png: train reward (mean +- std) and every eval/* mean against step."""
+    """curves.png: train reward (step mean and moving average) and every eval/* mean against step."""
     rows = read_metrics(metrics_path)
     if not rows:
         return None
@@ -145,16 +145,20 @@ def plot_curves(metrics_path: str, out_path: str, title: str = "") -> str | None
     if train:
         s = [r["step"] for r in train]
         m = [r["train/reward_mean"] for r in train]
-        ax.plot(s, m, label="train reward (mean)")
-        if all("train/reward_std" in r for r in train):
-            sd = [r["train/reward_std"] or 0.0 for r in train]
-            ax.fill_between(s, [a - b for a, b in zip(m, sd)], [a + b for a, b in zip(m, sd)], alpha=0.2)
+        ax.plot(s, m, alpha=0.5, label="train reward (step mean)")
+        if len(m) >= 5:  # the step mean depends on which prompts were drawn: show a moving average too
+            w = max(3, len(m) // 10)
+            avg = [sum(m[max(0, i - w + 1) : i + 1]) / len(m[max(0, i - w + 1) : i + 1]) for i in range(len(m))]
+            ax.plot(s, avg, linewidth=2, label=f"moving average ({w} steps)")
     ax.set_xlabel("step")
     ax.set_title("training reward")
     ax.legend(loc="best")
     ax = axes[1]
+    series = {k: [(r["step"], r[k]) for r in evals if isinstance(r.get(k), (int, float))] for k in eval_keys}
     for k in eval_keys:
-        pts = [(r["step"], r[k]) for r in evals if isinstance(r.get(k), (int, float))]
+        pts = series[k]
+        if k != "eval/reward_mean" and pts == series.get("eval/reward_mean"):
+            continue  # a single reward: its own key repeats reward_mean
         if pts:
             ax.plot(*zip(*pts), marker="o", label=k)
     ax.set_xlabel("step")
