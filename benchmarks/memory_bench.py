@@ -28,6 +28,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -144,12 +145,17 @@ def run_setting(name: str, args) -> dict:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"] + common
     else:
         cmd = [sys.executable] + common
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=REPO)
-    rows = [json.loads(line[len("RESULT "):]) for line in out.stdout.splitlines() if line.startswith("RESULT ")]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = subprocess.run(cmd + ["--out-dir", tmp], env=env, capture_output=True, text=True, cwd=REPO)
+        rows = [json.load(open(os.path.join(tmp, f))) for f in sorted(os.listdir(tmp))]
     if out.returncode != 0 or not rows:
         raise SystemExit(f"{name} failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}")
     worst = max(rows, key=lambda r: r["peak_mb"])
-    return {"setting": name, "processes": len(rows), **worst}
+    res = {"setting": name, "processes": len(rows), **worst}
+    print(f"  {name}: {res['processes']} process(es), setup {res['setup_mb']:.0f} MB, "
+          f"step peak {res['peak_mb']:.0f} MB",
+          flush=True)
+    return res
 
 
 def main(argv=None) -> int:
@@ -165,9 +171,12 @@ def main(argv=None) -> int:
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--ckpt", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--fsdp", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--out-dir", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
-        print("RESULT " + json.dumps(worker(args)), flush=True)
+        res = worker(args)
+        with open(os.path.join(args.out_dir, f"rank{res['rank']}.json"), "w") as f:
+            json.dump(res, f)
         return 0
     results = [run_setting(s, args) for s in args.settings.split(",")]
     r0 = results[0]
