@@ -105,3 +105,25 @@ def test_export_raw_weights_and_bad_input(trained, tmp_path, capsys):
     assert "not empty" in capsys.readouterr().err
     assert cli(["export", "--run", run, "--checkpoint", "step_000009", "--out", str(tmp_path / "y")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_merge_of_a_full_finetune(tmp_path):
+    """Full fine-tuning (lora_rank 0) saves the transformer; --merge puts it into the base pipeline."""
+    import json
+
+    from genrl.cli.export import _merge
+    from genrl.policies import load_policy
+
+    model = build_sd3(str(tmp_path / "model"))
+    policy = load_policy(model, lora_rank=0, max_sequence_length=8)
+    with torch.no_grad():
+        for p in policy.trainable_parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    policy.save_trainable(str(tmp_path / "full"))
+    info = json.load(open(tmp_path / "full" / "genrl_trainable.json"))
+    assert info == {"kind": "full", "pipeline": "StableDiffusion3Pipeline"}
+    _merge(model, str(tmp_path / "full"), info, str(tmp_path / "merged"), None)
+    merged = _pipe(str(tmp_path / "merged"))
+    for (n, a), b in zip(policy.transformer.named_parameters(), merged.transformer.parameters()):
+        assert torch.equal(a, b), n
+    assert (_images(merged) - _images(_pipe(model))).abs().max() > 1e-4
