@@ -64,4 +64,7 @@ def shard_policy(policy: nn.Module, accelerator) -> bool:
     root = policy.transformer
     fully_shard(root, mesh=mesh, reshard_after_forward=reshard,
                 ignored_params={p for p in root.parameters() if p in trainable})
+    if accelerator.is_main_process:
+        print(f"genrl: FSDP2: frozen base of {type(root).__name__} sharded over {accelerator.num_processes} "
+              f"processes ({len(policy.shard_units())} blocks); LoRA replicated")
     return True

@@ -197,3 +197,9 @@ def test_shipped_sd35_configs_build_this_adapter(sd3_dirs, task):
     assert (lora.r, lora.lora_alpha, lora.init_lora_weights) == (32, 64, "gaussian")
     assert sorted(lora.target_modules) == sorted(SD3_TARGETS)
     assert policy.max_sequence_length == 128 and cfg.sample.cfg_scale == 4.5
+
+
+def test_unreachable_hub_id_is_one_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(FileNotFoundError, match="cannot fetch nobody/no-such-model/model_index.json"):
+        SD3Policy.from_pretrained("nobody/no-such-model", local_files_only=True)

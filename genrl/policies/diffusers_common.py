@@ -41,7 +41,13 @@ def read_model_index(path: str, local_files_only: bool = False) -> dict:
     else:
         from huggingface_hub import hf_hub_download
 
-        index = hf_hub_download(path, "model_index.json", local_files_only=local_files_only)
+        try:
+            index = hf_hub_download(path, "model_index.json", local_files_only=local_files_only)
+        except Exception as e:  # offline, gated (SD3.5 / FLUX.1-dev need an accepted licence), or no such repo
+            raise FileNotFoundError(
+                f"cannot fetch {path}/model_index.json from the Hugging Face Hub ({type(e).__name__}); check the id, "
+                "accept the model's licence and `huggingface-cli login` for gated models, or pass a local directory"
+            ) from e
     with open(index) as f:
         return json.load(f)
 
