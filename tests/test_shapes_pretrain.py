@@ -30,3 +30,10 @@ def test_pretrain_seeded_and_loadable(tmp_path):
 def test_pretrain_cli_rejects_bad_input(capsys, tmp_path):
     assert main(["pretrain", "shapes", "--out", str(tmp_path / "x"), "--resolution", "30"]) == 2
     assert "--resolution" in capsys.readouterr().err
+
+
+def test_pretrain_continues_from_init(tmp_path):
+    pretrain(str(tmp_path / "a"), PretrainConfig(steps=1, batch_size=2, threads=1, warmup=1), TINY, log=lambda s: None)
+    cfg = PretrainConfig(steps=1, batch_size=2, threads=1, warmup=1, init_from=str(tmp_path / "a"))
+    pretrain(str(tmp_path / "b"), cfg, log=lambda s: None)  # default (large) model config is taken from init
+    assert load_policy(str(tmp_path / "b")).noise_shape(1) == (1, 3, 16, 16)

@@ -24,6 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ema-decay", type=float, default=d.ema_decay)
     p.add_argument("--threads", type=int, default=d.threads,
                    help="torch threads (use 1 when other jobs share the CPU: oversubscription is very slow)")
+    p.add_argument("--init", default=None,
+                   help="continue from this pipeline directory's weights (fresh optimizer/EMA; model flags ignored)")
+    p.add_argument("--warmup", type=int, default=d.warmup, help="linear warm-up steps")
     p.add_argument("--layers", type=int, default=m.num_layers, help="transformer blocks")
     p.add_argument("--heads", type=int, default=m.num_attention_heads, help="attention heads (x 32 = width)")
     p.add_argument("--resolution", type=int, default=m.resolution, help="image side in pixels")
@@ -41,7 +44,8 @@ def run(args) -> int:
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise UserError(f"--out {args.out} exists and is not a directory; choose another path")
     cfg = PretrainConfig(minutes=args.minutes, steps=args.steps, seed=args.seed, batch_size=args.batch_size,
-                         lr=args.lr, ema_decay=args.ema_decay, threads=args.threads)
+                         lr=args.lr, ema_decay=args.ema_decay, threads=args.threads, init_from=args.init,
+                         warmup=args.warmup)
     mcfg = ShapesModelConfig(resolution=args.resolution, patch_size=args.patch_size, num_layers=args.layers,
                              num_attention_heads=args.heads)
     res = pretrain(args.out, cfg, mcfg, log=lambda s: print(s, flush=True))

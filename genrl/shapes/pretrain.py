@@ -38,6 +38,7 @@ class PretrainConfig:
     threads: int = 2
     log_every: int = 50
     save_every_minutes: float = 5.0
+    init_from: str | None = None  # continue from this pipeline directory's weights (fresh optimizer and EMA)
 
 
 def _lr_factor(cfg: PretrainConfig, step: int, frac: float) -> float:
@@ -46,12 +47,36 @@ def _lr_factor(cfg: PretrainConfig, step: int, frac: float) -> float:
     return cfg.min_lr_frac + (1 - cfg.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
 
 
+def load_components(path: str):
+    """(transformer, text_encoder, tokenizer) of a ShapesPipeline directory."""
+    from diffusers import SD3Transformer2DModel
+    from transformers import CLIPTextModelWithProjection, PreTrainedTokenizerFast
+
+    if not os.path.isfile(os.path.join(path, "model_index.json")):
+        raise FileNotFoundError(f"--init {path} is not a shapes pipeline directory (no model_index.json)")
+    return (SD3Transformer2DModel.from_pretrained(os.path.join(path, "transformer")),
+            CLIPTextModelWithProjection.from_pretrained(os.path.join(path, "text_encoder")),
+            PreTrainedTokenizerFast.from_pretrained(os.path.join(path, "tokenizer")))
+
+
+def _config_from(transformer, text_encoder) -> dict:
+    c, t = transformer.config, text_encoder.config
+    return {"resolution": c.sample_size, "patch_size": c.patch_size, "num_layers": c.num_layers,
+            "num_attention_heads": c.num_attention_heads, "attention_head_dim": c.attention_head_dim,
+            "text_hidden": t.hidden_size, "text_layers": t.num_hidden_layers, "text_heads": t.num_attention_heads}
+
+
 def pretrain(out: str, cfg: PretrainConfig | None = None, model_cfg: ShapesModelConfig | None = None,
              log=print) -> dict:
     cfg = cfg or PretrainConfig()
     model_cfg = model_cfg or ShapesModelConfig()
     torch.set_num_threads(cfg.threads)
     transformer, text_encoder, tokenizer = build_model(model_cfg, seed=cfg.seed)
+    if cfg.init_from:
+        transformer, text_encoder, tokenizer = load_components(cfg.init_from)
+        model_cfg = ShapesModelConfig(**{**asdict(model_cfg), **_config_from(transformer, text_encoder)})
+        transformer.train()
+        text_encoder.train()
     params = list(transformer.parameters()) + list(text_encoder.parameters())
     ema_tr, ema_te = copy.deepcopy(transformer).eval(), copy.deepcopy(text_encoder).eval()
     ema_params = list(ema_tr.parameters()) + list(ema_te.parameters())
