@@ -203,3 +203,14 @@ def test_unreachable_hub_id_is_one_clear_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(FileNotFoundError, match="cannot fetch nobody/no-such-model/model_index.json"):
         SD3Policy.from_pretrained("nobody/no-such-model", local_files_only=True)
+
+
+def test_offloaded_text_encoders_stay_put_and_encode_the_same(sd3_dirs):
+    ref = load_policy(sd3_dirs["t5"], lora_rank=4, max_sequence_length=8).encode(PROMPTS)
+    policy = load_policy(sd3_dirs["t5"], lora_rank=4, max_sequence_length=8, offload_text_encoders=True)
+    policy.to(torch.float64)  # .to() moves/casts the transformer and VAE, not the offloaded encoders
+    assert policy.transformer.dtype == torch.float64 and policy._frozen["vae"].dtype == torch.float64
+    assert all(policy._frozen[k].dtype == torch.float32 for k in ("text_encoder", "text_encoder_2", "text_encoder_3"))
+    out = policy.encode(PROMPTS)
+    torch.testing.assert_close(out["prompt_embeds"], ref["prompt_embeds"])
+    assert policy._frozen["text_encoder_3"].device.type == "cpu"

@@ -74,6 +74,13 @@ def default_device() -> torch.device:
     return torch.device("cpu")
 
 
+def place_pipeline(pipe, device: torch.device, offload_text_encoders: bool) -> None:
+    """Move the pipeline's models to `device`, except the text encoders when they are offloaded (kept on CPU)."""
+    for name, comp in pipe.components.items():
+        if isinstance(comp, nn.Module) and not (offload_text_encoders and name.startswith("text_encoder")):
+            comp.to(device)
+
+
 def check_options(options: dict, allowed: set[str], adapter: str) -> None:
     unknown = sorted(set(options) - allowed)
     if unknown:
@@ -174,8 +181,26 @@ def load_trained(transformer: nn.Module, directory: str, full: bool) -> None:
         lora_lib.load_lora(transformer, directory)
 
 
-def move_frozen(modules: dict[str, nn.Module | None], fn) -> None:
-    """Apply an nn.Module._apply function (device moves from .to()) to modules kept outside the module tree."""
-    for m in modules.values():
-        if m is not None:
+def move_frozen(modules: dict[str, nn.Module | None], fn, skip_text_encoders: bool = False) -> None:
+    """Apply an nn.Module._apply function (device moves from .to()) to modules kept outside the module tree
+    (text encoders stay where they are when they are offloaded)."""
+    for name, m in modules.items():
+        if m is not None and not (skip_text_encoders and name.startswith("text_encoder")):
             m._apply(fn)
+
+
+@contextlib.contextmanager
+def text_encoders_on(modules: dict[str, nn.Module | None], device: torch.device, offload: bool):
+    """With offloading, the text encoders live on the CPU and visit `device` only to encode new prompts
+    (the cache means that happens once per unique prompt). Yields the device to encode on."""
+    encoders = [m for n, m in modules.items() if n.startswith("text_encoder") and m is not None]
+    if not offload:
+        yield encoders[0].device
+        return
+    for m in encoders:
+        m.to(device)
+    try:
+        yield device
+    finally:
+        for m in encoders:
+            m.to("cpu")

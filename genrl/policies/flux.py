@@ -36,14 +36,16 @@ from genrl.policies.diffusers_common import (
     move_frozen,
     parse_dtype,
     pipeline_kwargs,
+    place_pipeline,
     save_trained,
     setup_trainable,
+    text_encoders_on,
 )
 
 PIPELINE_CLASS = "FluxPipeline"
 OPTIONS = {"lora_rank", "lora_alpha", "lora_targets", "lora_init", "gradient_checkpointing", "dtype",
            "text_encoder_dtype", "vae_dtype", "max_sequence_length", "guidance_scale", "device", "local_files_only",
-           "revision", "cache_size"}
+           "revision", "cache_size", "offload_text_encoders"}
 
 
 class FluxPolicy(FlowPolicy):
@@ -51,7 +53,7 @@ class FluxPolicy(FlowPolicy):
 
     def __init__(self, pipe, lora_rank: int = 64, lora_alpha: float | None = None, lora_targets=None,
                  lora_init="gaussian", gradient_checkpointing: bool = False, max_sequence_length: int = 512,
-                 guidance_scale: float = 3.5, cache_size: int = 4096):
+                 guidance_scale: float = 3.5, cache_size: int = 4096, offload_text_encoders: bool = False):
         super().__init__()
         self.transformer = pipe.transformer
         self._frozen = {"text_encoder": pipe.text_encoder, "text_encoder_2": pipe.text_encoder_2, "vae": pipe.vae}
@@ -70,13 +72,16 @@ class FluxPolicy(FlowPolicy):
                                                     gradient_checkpointing)
         self._active = {"active": self.transformer}
         self._cache = PromptCache(cache_size)
+        self.offload_text_encoders = offload_text_encoders
 
     @classmethod
     def from_pretrained(cls, path: str, **options) -> FluxPolicy:
         """Options: lora_rank (64; 0 = full fine-tuning), lora_alpha (None = 2*rank), lora_targets (reference:
         attention projections + ff/ff_context), lora_init ("gaussian"), gradient_checkpointing, dtype (transformer,
         "bf16" on CUDA / "fp32" on CPU), text_encoder_dtype (same defaults), vae_dtype ("fp32"),
-        max_sequence_length (512), guidance_scale (3.5), device, local_files_only, revision, cache_size."""
+        max_sequence_length (512), guidance_scale (3.5), offload_text_encoders (False; True keeps CLIP/T5 on the
+        CPU and moves them to the GPU only to encode uncached prompts), device, local_files_only, revision,
+        cache_size."""
         from diffusers import FluxPipeline
 
         check_options(options, OPTIONS, "FLUX")
@@ -88,13 +93,14 @@ class FluxPolicy(FlowPolicy):
                   "text_encoder_2": text_dtype}
         extra = {"revision": options.pop("revision")} if options.get("revision") else {}
         kwargs = pipeline_kwargs(path, PIPELINE_CLASS, options.pop("local_files_only", False), **extra)
-        pipe = FluxPipeline.from_pretrained(path, dtype=dtypes, **kwargs).to(device)
+        pipe = FluxPipeline.from_pretrained(path, dtype=dtypes, **kwargs)
+        place_pipeline(pipe, device, options.get("offload_text_encoders", False))
         pipe.set_progress_bar_config(disable=True)
         return cls(pipe, **options)
 
     def _apply(self, fn, recurse=True):
         super()._apply(fn, recurse)
-        move_frozen(self._frozen, fn)
+        move_frozen(self._frozen, fn, skip_text_encoders=self.offload_text_encoders)
         return self
 
     @property
@@ -103,9 +109,9 @@ class FluxPolicy(FlowPolicy):
 
     # ---------------------------------------------------------------- FlowPolicy
     def _encode_new(self, prompts: list[str]):
-        with torch.no_grad():
+        with torch.no_grad(), text_encoders_on(self._frozen, self.device, self.offload_text_encoders) as dev:
             emb, pooled, _ = self._pipe.encode_prompt(
-                prompt=prompts, prompt_2=None, device=self._frozen["text_encoder"].device, num_images_per_prompt=1,
+                prompt=prompts, prompt_2=None, device=dev, num_images_per_prompt=1,
                 max_sequence_length=self.max_sequence_length,
             )
         return emb, pooled

@@ -35,14 +35,16 @@ from genrl.policies.diffusers_common import (
     move_frozen,
     parse_dtype,
     pipeline_kwargs,
+    place_pipeline,
     save_trained,
     setup_trainable,
+    text_encoders_on,
 )
 
 PIPELINE_CLASS = "StableDiffusion3Pipeline"
 OPTIONS = {"lora_rank", "lora_alpha", "lora_targets", "lora_init", "gradient_checkpointing", "dtype",
            "text_encoder_dtype", "vae_dtype", "max_sequence_length", "use_t5", "device", "local_files_only",
-           "revision", "cache_size"}
+           "revision", "cache_size", "offload_text_encoders"}
 
 
 class SD3Policy(FlowPolicy):
@@ -50,7 +52,7 @@ class SD3Policy(FlowPolicy):
 
     def __init__(self, pipe, lora_rank: int = 32, lora_alpha: float | None = None, lora_targets=None,
                  lora_init="gaussian", gradient_checkpointing: bool = False, max_sequence_length: int = 128,
-                 cache_size: int = 4096):
+                 cache_size: int = 4096, offload_text_encoders: bool = False):
         super().__init__()
         self.transformer = pipe.transformer
         # frozen parts live outside the module tree (not wrapped by DDP/FSDP, not in parameters())
@@ -70,6 +72,7 @@ class SD3Policy(FlowPolicy):
                                                     gradient_checkpointing)
         self._active = {"active": self.transformer}
         self._cache = PromptCache(cache_size)
+        self.offload_text_encoders = offload_text_encoders
 
     # ---------------------------------------------------------------- loading
     @classmethod
@@ -77,7 +80,8 @@ class SD3Policy(FlowPolicy):
         """Options: lora_rank (32; 0 = full fine-tuning), lora_alpha (None = 2*rank), lora_targets (reference
         attention projections), lora_init ("gaussian"), gradient_checkpointing, dtype (transformer base, "fp32"),
         text_encoder_dtype ("fp16" on CUDA, "fp32" on CPU), vae_dtype ("fp32"), max_sequence_length (128),
-        use_t5 (True), device, local_files_only, revision, cache_size."""
+        use_t5 (True), offload_text_encoders (False: keep them on the GPU; True: on the CPU, visiting the GPU
+        only to encode prompts not in the cache), device, local_files_only, revision, cache_size."""
         from diffusers import StableDiffusion3Pipeline
 
         check_options(options, OPTIONS, "SD3")
@@ -93,13 +97,14 @@ class SD3Policy(FlowPolicy):
                   "vae": parse_dtype(options.pop("vae_dtype", "fp32"), "vae_dtype"), "text_encoder": text_dtype,
                   "text_encoder_2": text_dtype, "text_encoder_3": text_dtype}
         kwargs = pipeline_kwargs(path, PIPELINE_CLASS, options.pop("local_files_only", False), **extra)
-        pipe = StableDiffusion3Pipeline.from_pretrained(path, dtype=dtypes, **kwargs).to(device)
+        pipe = StableDiffusion3Pipeline.from_pretrained(path, dtype=dtypes, **kwargs)
+        place_pipeline(pipe, device, options.get("offload_text_encoders", False))
         pipe.set_progress_bar_config(disable=True)
         return cls(pipe, **options)
 
     def _apply(self, fn, recurse=True):
         super()._apply(fn, recurse)
-        move_frozen(self._frozen, fn)
+        move_frozen(self._frozen, fn, skip_text_encoders=self.offload_text_encoders)
         return self
 
     @property
@@ -108,9 +113,9 @@ class SD3Policy(FlowPolicy):
 
     # ---------------------------------------------------------------- FlowPolicy
     def _encode_new(self, prompts: list[str]):
-        with torch.no_grad():
+        with torch.no_grad(), text_encoders_on(self._frozen, self.device, self.offload_text_encoders) as dev:
             emb, _, pooled, _ = self._pipe.encode_prompt(
-                prompt=prompts, prompt_2=None, prompt_3=None, device=self._frozen["text_encoder"].device,
+                prompt=prompts, prompt_2=None, prompt_3=None, device=dev,
                 num_images_per_prompt=1, do_classifier_free_guidance=False,
                 max_sequence_length=self.max_sequence_length,
             )
