@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from diffusers import FluxPipeline
-from tiny_pipelines import build_flux
+from tiny_pipelines import build_flux, one_thread
 
 import samplers
 from genrl.policies import load_policy
@@ -13,6 +13,8 @@ from genrl.policies.flux import FluxPolicy
 
 PROMPTS = ["a red cat", "hello world"]
 RES, STEPS = 32, 4
+
+_threads = pytest.fixture(scope="module", autouse=True)(one_thread)  # tiny models: one torch thread
 
 
 @pytest.fixture(scope="module")

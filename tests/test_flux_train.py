@@ -10,13 +10,15 @@ import pytest
 import torch
 import yaml
 from diffusers import FluxPipeline
-from tiny_pipelines import build_flux
+from tiny_pipelines import build_flux, one_thread
 
 from genrl.cli import main as cli
 from genrl.config import load_config
 
 RES = 32
 PROMPTS = ["a red cat", "hello", "a cat", "red"]
+
+_threads = pytest.fixture(scope="module", autouse=True)(one_thread)  # tiny models: one torch thread
 
 
 def _pipe(path):
@@ -39,7 +41,6 @@ def test_shipped_flux_config_is_the_reference_recipe():
     assert c.algorithm.beta == 0 and c.run.mixed_precision == "bf16" and c.sample.group_size == 24
 
 
-@pytest.mark.slow
 def test_flux_trains_two_steps_and_exports(tmp_path):
     model = build_flux(str(tmp_path / "model"))
     (tmp_path / "p.txt").write_text("\n".join(PROMPTS) + "\n")

@@ -8,7 +8,7 @@ import os
 import pytest
 import torch
 from diffusers import StableDiffusion3Pipeline
-from tiny_pipelines import build_sd3
+from tiny_pipelines import build_sd3, one_thread
 
 import samplers
 from genrl.lora import SD3_TARGETS
@@ -17,6 +17,8 @@ from genrl.policies.sd3 import SD3Policy
 
 PROMPTS = ["a red cat", "hello world"]
 RES, STEPS, CFG = 32, 4, 4.5
+
+_threads = pytest.fixture(scope="module", autouse=True)(one_thread)  # tiny models: one torch thread
 
 
 @pytest.fixture(scope="module")

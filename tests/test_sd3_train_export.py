@@ -9,12 +9,14 @@ import pytest
 import torch
 import yaml
 from diffusers import StableDiffusion3Pipeline
-from tiny_pipelines import build_sd3
+from tiny_pipelines import build_sd3, one_thread
 
 from genrl.cli import main as cli
 
 RES = 32
 PROMPTS = ["a red cat", "hello", "a cat", "red"]
+
+_threads = pytest.fixture(scope="module", autouse=True)(one_thread)  # tiny models: one torch thread
 
 
 def sd3_run_config(model: str, run_dir: str, prompts_file: str, **over) -> dict:
@@ -64,7 +66,6 @@ def _images(pipe):
                 max_sequence_length=8, output_type="pt").images
 
 
-@pytest.mark.slow
 def test_trained_lora_loads_in_diffusers_and_changes_output(trained, tmp_path):
     model, run = trained
     ck = os.path.join(run, "checkpoints", "step_000002")

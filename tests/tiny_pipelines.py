@@ -139,3 +139,12 @@ def build_flux(directory: str, guidance_embeds: bool = True, seed: int = 0) -> s
                         text_encoder=te1, tokenizer=tok, text_encoder_2=te2, tokenizer_2=tok2)
     pipe.save_pretrained(directory)
     return directory
+
+
+def one_thread():
+    """Generator for a pytest fixture: torch on one thread while a module's tiny models run (thread start-up and
+    sync dominate ops this small, badly so on a shared CPU), restored afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
