@@ -20,6 +20,7 @@ text encoders in fp16; the defaults here do the same on CUDA and keep fp32 on CP
 from __future__ import annotations
 
 import contextlib
+import warnings
 
 import torch
 from torch import nn
@@ -175,6 +176,10 @@ class SD3Policy(FlowPolicy):
 
         config = dict(self.scheduler_config)
         if shift is not None:
+            if float(shift) != float(config.get("shift", 1.0)) and not getattr(self, "_warned_shift", False):
+                self._warned_shift = True
+                warnings.warn(f"sigma grid with shift {shift} while this model's scheduler uses "
+                              f"{config.get('shift')} (set sample.shift to match unless intended)", stacklevel=2)
             config["shift"] = float(shift)
         sched = FlowMatchEulerDiscreteScheduler.from_config(config)
         if sched.config.use_dynamic_shifting:  # SD3 checkpoints with resolution-dependent shift
