@@ -1,8 +1,9 @@
 """Object detector of the shapes world: colour segmentation, connected components, shape classification.
 
 Works on one RGB float image [H, W, 3] in [0, 1] of any resolution (thresholds scale with the image side).
-Pixels whose chroma (max - min channel) exceeds CHROMA_MIN are foreground (the background is white); each
-foreground pixel gets the palette colour of nearest hue. 8-connected foreground components become objects;
+Pixels whose chroma (max - min channel) exceeds CHROMA_MIN are foreground (the background is white); isolated
+speckle is dropped and pinholes are filled; each foreground pixel gets the palette colour of nearest hue.
+8-connected foreground components become objects;
 a component whose pixels are not dominated by one colour (two touching objects) is split by colour. Each
 object's shape is the template (inscribed circle, full square, apex-up triangle, all fitted to the object's
 bounding box) with the highest IoU against its mask; a poor fit or a stretched box gives class "unknown".
@@ -75,6 +76,14 @@ def _components(mask: np.ndarray) -> list[np.ndarray]:
     return out
 
 
+def _despeckle(mask: np.ndarray) -> np.ndarray:
+    """Drop foreground pixels with <= 1 foreground neighbour (of 8) and fill background pixels with >= 6."""
+    p = np.pad(mask.astype(np.int32), 1)
+    h, w = mask.shape
+    nb = sum(p[dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3)) - mask
+    return np.where(mask, nb >= 2, nb >= 6)
+
+
 def _templates(bh: int, bw: int) -> dict[str, np.ndarray]:
     """Shape masks fitted to a bh x bw box, sampled at pixel centres (2x2 supersampled, >= half covered)."""
     ys = (np.arange(bh * 2) + 0.5) / (bh * 2)
@@ -114,7 +123,7 @@ def detect(image: np.ndarray) -> list[DetectedObject]:
         raise ValueError(f"detect expects an [H, W, 3] image, got shape {img.shape}")
     h, w, _ = img.shape
     chroma = img.max(-1) - img.min(-1)
-    fg = chroma > CHROMA_MIN
+    fg = _despeckle(chroma > CHROMA_MIN)
     d = np.abs(_hue(img)[..., None] - _PALETTE_HUES)
     label = np.argmin(np.minimum(d, 360.0 - d), axis=-1)
     min_area = max(3, int(round(MIN_AREA_FRAC * h * w)))
