@@ -16,7 +16,7 @@ import torch
 import samplers
 
 DEFAULT_STEPS = 20
-DEFAULT_CFG = 3.0
+DEFAULT_CFG = 1.0
 DEFAULT_SHIFT = 1.0
 
 
