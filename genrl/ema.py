@@ -45,3 +45,10 @@ class EMA:
         if missing:
             raise ValueError(f"EMA state is missing {len(missing)} tensors (e.g. {sorted(missing)[0]})")
         self.shadow = {k: state[k].detach().clone().float() for k in self.shadow}
+
+
+@torch.no_grad()
+def soft_update_(target: dict[str, torch.Tensor], source: dict[str, torch.Tensor], decay: float) -> None:
+    """In place: target <- decay target + (1 - decay) source (for every key of target)."""
+    for k, v in target.items():
+        v.mul_(decay).add_(source[k].detach().to(v.device, v.dtype), alpha=1.0 - decay)

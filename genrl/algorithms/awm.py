@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from genrl.algorithms.base import Algorithm, AlgorithmConfig, Batch, StepContext, register_algorithm
-from samplers.schedules import flow_sigmas
+from genrl.ema import soft_update_
 
 # ----------------------------------------------------------------------------------------------------------------
 # Pure math (tested against hand-computed cases in tests/test_awm_math.py)
@@ -146,12 +146,6 @@ def ema_policy_decay(step: int, cap: float = 0.3, rate: float = 0.001) -> float:
     return min(cap, rate * step)
 
 
-@torch.no_grad()
-def soft_update_(target: dict[str, torch.Tensor], source: dict[str, torch.Tensor], decay: float) -> None:
-    """In place: target <- decay target + (1 - decay) source (for every key of target)."""
-    for k, v in target.items():
-        v.mul_(decay).add_(source[k].detach().to(v.device, v.dtype), alpha=1.0 - decay)
-
 
 # ----------------------------------------------------------------------------------------------------------------
 # The algorithm on the one loop
@@ -222,7 +216,7 @@ class AWM(Algorithm):
         cfg = self.config
         x0 = mb.samples.to(ctx.device, torch.float32)
         b = x0.shape[0]
-        grid = _rollout_grid(mb, self.sample_cfg)
+        grid = self.rollout_grid(mb)
         idx = stratified_indices(self.sample_cfg.steps, cfg.n_train, cfg.time_type, cfg.timestep_fraction,
                                  ctx.generator)
         t = grid[idx].to(ctx.device).repeat_interleave(b)  # t-major: [t0]*B, [t1]*B, ...
@@ -270,12 +264,3 @@ def _repeat(cond, n: int):
     if isinstance(cond, list):
         return cond * n
     return cond
-
-
-def _rollout_grid(mb: Batch, sample_cfg) -> torch.Tensor:
-    """The rollout's sigma grid (stored by the rollout; adapters may define their own, e.g. FLUX's dynamic shift),
-    else samplers.flow_sigmas(steps, shift)."""
-    sig = mb.get("sigmas")
-    if isinstance(sig, torch.Tensor) and sig.ndim == 1 and sig.numel() == sample_cfg.steps + 1:
-        return sig.float().cpu()
-    return flow_sigmas(sample_cfg.steps, sample_cfg.shift)

@@ -40,6 +40,7 @@ from typing import Any
 import torch
 
 from genrl.advantages import group_advantages
+from samplers import flow_sigmas
 
 
 @dataclass
@@ -223,6 +224,14 @@ class Algorithm:
         from genrl.rollout import flow_rollout
 
         return flow_rollout(policy, prompts, groups, self.rollout_spec(), ctx, resolution=self.sample_cfg.resolution)
+
+    def rollout_grid(self, mb: Batch) -> torch.Tensor:
+        """The sigma grid the rollout used (stored in the batch; adapters may define their own, e.g. FLUX's
+        dynamic shift), else samplers.flow_sigmas(sample.steps, sample.shift)."""
+        sig = mb.get("sigmas")
+        if isinstance(sig, torch.Tensor) and sig.ndim == 1 and sig.numel() == self.sample_cfg.steps + 1:
+            return sig.float().cpu()
+        return flow_sigmas(self.sample_cfg.steps, self.sample_cfg.shift)
 
     # ---- advantages ----------------------------------------------------------------------------------------
     def advantages(self, rewards: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:

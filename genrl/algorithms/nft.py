@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from genrl.algorithms.base import Algorithm, AlgorithmConfig, Batch, StepContext, register_algorithm
-from samplers.schedules import flow_sigmas
+from genrl.ema import soft_update_
 
 # ----------------------------------------------------------------------------------------------------------------
 # Pure math (tested against hand-computed cases in tests/test_nft_math.py)
@@ -113,12 +113,6 @@ def old_policy_decay(step: int, decay_type: int = 1) -> float:
     raise ValueError(f"unknown old-policy decay_type {decay_type!r}; choose 0 (on-policy), 1 (default) or 2 (OCR)")
 
 
-@torch.no_grad()
-def soft_update_(target: dict[str, torch.Tensor], source: dict[str, torch.Tensor], decay: float) -> None:
-    """In place: target <- decay target + (1 - decay) source (for every key of target)."""
-    for k, v in target.items():
-        v.mul_(decay).add_(source[k].detach().to(v.device, v.dtype), alpha=1.0 - decay)
-
 
 def grid_timestep_choices(
     grid: torch.Tensor, batch: int, timestep_fraction: float = 0.99, generator: torch.Generator | None = None
@@ -184,7 +178,7 @@ class NFT(Algorithm):
         cfg = self.config
         x0 = mb.samples.to(ctx.device, torch.float32)
         b = x0.shape[0]
-        grid = _rollout_grid(mb, self.sample_cfg)
+        grid = self.rollout_grid(mb)
         times = grid_timestep_choices(grid, b, cfg.timestep_fraction, ctx.generator)  # [B, n_train]
         r = optimality_probability(mb.advantages.float(), cfg.adv_clip_max).to(ctx.device)
         n_train = times.shape[1]
@@ -218,12 +212,3 @@ class NFT(Algorithm):
     def load_state_dict(self, state: dict) -> None:
         if state.get("old"):
             self.old = {k: v.clone() for k, v in state["old"].items()}
-
-
-def _rollout_grid(mb: Batch, sample_cfg) -> torch.Tensor:
-    """The rollout's sigma grid (stored by the rollout; adapters may define their own, e.g. FLUX's dynamic shift),
-    else samplers.flow_sigmas(steps, shift)."""
-    sig = mb.get("sigmas")
-    if isinstance(sig, torch.Tensor) and sig.ndim == 1 and sig.numel() == sample_cfg.steps + 1:
-        return sig.float().cpu()
-    return flow_sigmas(sample_cfg.steps, sample_cfg.shift)
