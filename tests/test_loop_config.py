@@ -83,3 +83,27 @@ def test_shipped_configs_load():
         24, 48, 0.7, 4.5)
     assert (sd.algorithm.clip_range, sd.algorithm.beta, sd.train.lr, sd.model.lora_rank) == (1e-4, 0.04, 3e-4, 32)
     assert load_config("configs/sd35/pickscore_grpo.yaml").algorithm.beta == 0.01
+
+
+def test_shipped_config_model_path_resolves_from_any_working_directory(tmp_path, monkeypatch):
+    """configs/shapes/*.yaml name assets/shapes-base relative to the repo root; from another cwd the train CLI
+    must resolve it to the repo's copy instead of treating it as a hub id."""
+    from types import SimpleNamespace
+
+    from genrl.cli.train import REPO_ROOT, _repo_model_path
+
+    monkeypatch.chdir(tmp_path)
+    cfg = SimpleNamespace(model=SimpleNamespace(path="assets/shapes-base"))
+    _repo_model_path(cfg)
+    assert cfg.model.path == str(REPO_ROOT / "assets" / "shapes-base")
+    cfg = SimpleNamespace(model=SimpleNamespace(path="org/hub-model"))
+    _repo_model_path(cfg)
+    assert cfg.model.path == "org/hub-model"  # not a repo path: left for the hub
+
+
+def test_unreachable_hub_id_is_one_clear_error(monkeypatch):
+    from genrl.policies import pipeline_class_name
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(FileNotFoundError, match="not a local directory.*could not be fetched"):
+        pipeline_class_name("nosuch-org/nosuch-model", local_files_only=True)

@@ -23,12 +23,18 @@ def add_arguments(p) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _demo_paths(cfg) -> None:
-    """The demo runs from any working directory: repo-relative model path, a fresh run dir."""
+def _repo_model_path(cfg) -> None:
+    """Shipped configs name repo assets (assets/shapes-base) relative to the repo root: resolve such a path when
+    it does not exist relative to the working directory, so they run from anywhere."""
     if not os.path.isabs(cfg.model.path) and not os.path.exists(cfg.model.path):
         candidate = REPO_ROOT / cfg.model.path
         if candidate.exists():
             cfg.model.path = str(candidate)
+
+
+def _demo_paths(cfg) -> None:
+    """The demo runs from any working directory: repo-relative model path, a fresh run dir."""
+    _repo_model_path(cfg)
     if os.path.isdir(cfg.run.dir) and os.listdir(cfg.run.dir):
         cfg.run.dir = f"{cfg.run.dir}-{time.strftime('%Y%m%d-%H%M%S')}"
 
@@ -59,6 +65,7 @@ def run(args) -> int:
         else:
             demo = config_path is None
             cfg = load_config(str(DEMO_CONFIG) if demo else config_path, overrides)
+            _repo_model_path(cfg)
             if demo:
                 _demo_paths(cfg)
                 if not os.path.exists(cfg.model.path):

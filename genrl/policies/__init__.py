@@ -29,7 +29,13 @@ def pipeline_class_name(path: str, local_files_only: bool = False) -> str:
     else:
         from huggingface_hub import hf_hub_download
 
-        index = hf_hub_download(path, "model_index.json", local_files_only=local_files_only)
+        try:
+            index = hf_hub_download(path, "model_index.json", local_files_only=local_files_only)
+        except Exception as e:  # offline, unknown repo, gated: one line naming both readings of the path
+            raise FileNotFoundError(
+                f"model path {path!r} is not a local directory and its model_index.json could not be fetched from "
+                f"the hub ({type(e).__name__}); check the path (relative to the working directory) or the hub id"
+            ) from None
     with open(index) as f:
         return json.load(f).get("_class_name", "?")
 
