@@ -24,9 +24,9 @@ import os
 import re
 
 import torch
-from torch import nn
 
 from rewards._hub import load_state_dict, resolve_file
+from rewards.aesthetic import AestheticMLP
 from rewards.base import Reward, RewardOutput, resolve_device, resolve_dtype
 from rewards.registry import register
 
@@ -52,19 +52,8 @@ _VISION_RENAMES = [  # BLIP/timm ViT -> transformers BlipVisionModel
 ]
 
 
-class ImageRewardMLP(nn.Module):
-    def __init__(self, input_size: int = 768):
-        super().__init__()
-        self.layers = nn.Sequential(
-            nn.Linear(input_size, 1024), nn.Dropout(0.2),
-            nn.Linear(1024, 128), nn.Dropout(0.2),
-            nn.Linear(128, 64), nn.Dropout(0.1),
-            nn.Linear(64, 16),
-            nn.Linear(16, 1),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)
+# ImageReward's score head is LAION's aesthetic MLP (same layers, same parameter names).
+ImageRewardMLP = AestheticMLP
 
 
 def convert_state_dict(sd: dict) -> tuple[dict, dict, dict]:

@@ -105,5 +105,6 @@ def test_unreachable_hub_id_is_one_clear_error(monkeypatch):
     from genrl.policies import pipeline_class_name
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(FileNotFoundError, match="not a local directory.*could not be fetched"):
+    expected = "not a local directory, and cannot fetch nosuch-org/nosuch-model/model_index.json"
+    with pytest.raises(FileNotFoundError, match=expected):
         pipeline_class_name("nosuch-org/nosuch-model", local_files_only=True)

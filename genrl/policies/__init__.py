@@ -18,26 +18,32 @@ ADAPTERS: dict[str, tuple[str, str]] = {
 FAMILIES = {fam: target for fam, target in ADAPTERS.values()}
 
 
-def pipeline_class_name(path: str, local_files_only: bool = False) -> str:
-    """The `_class_name` in `path`/model_index.json (a local dir or a hub id)."""
+def read_model_index(path: str, local_files_only: bool = False) -> dict:
+    """model_index.json of a local pipeline dir or a hub id (FileNotFoundError, one line, for anything else)."""
     if os.path.isdir(path):
         index = os.path.join(path, "model_index.json")
         if not os.path.isfile(index):
-            raise FileNotFoundError(f"{path} has no model_index.json; point model.path at a pipeline directory")
+            raise FileNotFoundError(f"{path} is not a diffusers pipeline directory (no model_index.json)")
     elif os.path.exists(path) or path.startswith((".", "/")) or path.count("/") != 1:
-        raise FileNotFoundError(f"model path {path!r} does not exist (expected a local pipeline dir or a hub id)")
+        raise FileNotFoundError(f"model path {path!r} does not exist (expected a pipeline directory or a hub id)")
     else:
         from huggingface_hub import hf_hub_download
 
         try:
             index = hf_hub_download(path, "model_index.json", local_files_only=local_files_only)
-        except Exception as e:  # offline, unknown repo, gated: one line naming both readings of the path
+        except Exception as e:  # offline, gated (SD3.5 / FLUX.1-dev need an accepted licence), or no such repo
             raise FileNotFoundError(
-                f"model path {path!r} is not a local directory and its model_index.json could not be fetched from "
-                f"the hub ({type(e).__name__}); check the path (relative to the working directory) or the hub id"
+                f"model path {path!r} is not a local directory, and cannot fetch {path}/model_index.json from the "
+                f"Hugging Face Hub ({type(e).__name__}); check the path (relative to the working directory) or the "
+                "id, and for gated models accept the licence and `huggingface-cli login`"
             ) from None
     with open(index) as f:
-        return json.load(f).get("_class_name", "?")
+        return json.load(f)
+
+
+def pipeline_class_name(path: str, local_files_only: bool = False) -> str:
+    """The `_class_name` in `path`/model_index.json (a local dir or a hub id)."""
+    return read_model_index(path, local_files_only).get("_class_name", "?")
 
 
 def load_policy(path: str, family: str | None = None, **options) -> FlowPolicy:
@@ -54,4 +60,4 @@ def load_policy(path: str, family: str | None = None, **options) -> FlowPolicy:
     return getattr(importlib.import_module(module), cls).from_pretrained(path, **options)
 
 
-__all__ = ["ADAPTERS", "Cond", "FlowPolicy", "load_policy", "pipeline_class_name"]
+__all__ = ["ADAPTERS", "Cond", "FlowPolicy", "load_policy", "pipeline_class_name", "read_model_index"]

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from genrl import lora as lora_lib
+from genrl.policies import read_model_index
 
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
           "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
@@ -28,28 +29,6 @@ def parse_dtype(value, name: str) -> torch.dtype:
     if value not in DTYPES:
         raise ValueError(f"option {name}={value!r} is not a dtype; use one of {', '.join(DTYPES)}")
     return DTYPES[value]
-
-
-def read_model_index(path: str, local_files_only: bool = False) -> dict:
-    """model_index.json of a local pipeline dir or a hub id (FileNotFoundError for anything else)."""
-    if os.path.isdir(path):
-        index = os.path.join(path, "model_index.json")
-        if not os.path.isfile(index):
-            raise FileNotFoundError(f"{path} is not a diffusers pipeline directory (no model_index.json)")
-    elif os.path.exists(path) or path.startswith((".", "/")) or path.count("/") != 1:
-        raise FileNotFoundError(f"model path {path!r} does not exist (expected a pipeline directory or a hub id)")
-    else:
-        from huggingface_hub import hf_hub_download
-
-        try:
-            index = hf_hub_download(path, "model_index.json", local_files_only=local_files_only)
-        except Exception as e:  # offline, gated (SD3.5 / FLUX.1-dev need an accepted licence), or no such repo
-            raise FileNotFoundError(
-                f"cannot fetch {path}/model_index.json from the Hugging Face Hub ({type(e).__name__}); check the id, "
-                "accept the model's licence and `huggingface-cli login` for gated models, or pass a local directory"
-            ) from e
-    with open(index) as f:
-        return json.load(f)
 
 
 def pipeline_kwargs(path: str, expected_class: str, local_files_only: bool = False, **extra) -> dict:
