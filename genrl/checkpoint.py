@@ -5,7 +5,8 @@ Layout of RUN_DIR/checkpoints/step_000020/:
                             own format (policy.save_trainable; diffusers LoRA format for SD3/FLUX)
     trainable.safetensors   the raw (non-EMA) trainable weights, for resuming
     ema.safetensors         the EMA shadow weights
-    optimizer.pt            optimizer state_dict (tensors + numbers; loaded with weights_only=True)
+    optimizer.pt            optimizer state_dict (tensors + numbers; loaded with weights_only=True); under
+                            DeepSpeed, every process's ZeRO partition (genrl.distributed.ZeroOptimizerState)
     state.pt                step, update count, counters, scheduler, algorithm state, RNG states
     meta.json               step, time, what is inside
 Writing goes to checkpoints/.tmp-step_XXXXXX and is renamed into place with os.replace after every file is
@@ -77,8 +78,10 @@ def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
 
 
-def save_checkpoint(run_dir: str, step: int, *, policy, ema, optimizer, state: dict, keep_last: int = 2) -> str:
-    """Write checkpoint `step` atomically; returns its directory. `state` goes to state.pt as is."""
+def save_checkpoint(run_dir: str, step: int, *, policy, ema, optimizer_state: dict, state: dict,
+                    keep_last: int = 2) -> str:
+    """Write checkpoint `step` atomically; returns its directory. `optimizer_state` (an optimizer's state_dict)
+    goes to optimizer.pt and `state` to state.pt as they are."""
     root = os.path.join(run_dir, "checkpoints")
     os.makedirs(root, exist_ok=True)
     name = f"step_{step:06d}"
@@ -93,7 +96,7 @@ def save_checkpoint(run_dir: str, step: int, *, policy, ema, optimizer, state: d
             policy.save_trainable(os.path.join(tmp, "lora"))
     else:
         policy.save_trainable(os.path.join(tmp, "lora"))
-    torch.save(optimizer.state_dict(), os.path.join(tmp, "optimizer.pt"))
+    torch.save(optimizer_state, os.path.join(tmp, "optimizer.pt"))
     torch.save(state, os.path.join(tmp, "state.pt"))
     with open(os.path.join(tmp, "meta.json"), "w") as f:
         json.dump({"step": step, "time": time.time(), "ema": ema is not None}, f)
@@ -154,5 +157,9 @@ def load_checkpoint(path: str, *, policy, ema, optimizer) -> dict:
             params[k].copy_(v)
     if ema is not None and os.path.isfile(os.path.join(path, "ema.safetensors")):
         ema.load_state_dict(load_file(os.path.join(path, "ema.safetensors")))
-    optimizer.load_state_dict(torch.load(os.path.join(path, "optimizer.pt"), weights_only=True))
+    opt_state = torch.load(os.path.join(path, "optimizer.pt"), weights_only=True)
+    if "zero_rank_states" in opt_state and isinstance(optimizer, torch.optim.Optimizer):
+        raise ValueError(f"checkpoint {path} was written by a DeepSpeed run; resume it with the same DeepSpeed "
+                         "launch config and process count")
+    optimizer.load_state_dict(opt_state)
     return torch.load(os.path.join(path, "state.pt"), weights_only=True)

@@ -147,6 +147,11 @@ class Trainer:
                                            eps=t.adam_eps)
         self.updates_total = max(1, t.steps * t.updates_per_step * t.inner_epochs)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_lambda)
+        from genrl.distributed import ZeroOptimizerState, init_deepspeed
+
+        # DeepSpeed launch config: ZeRO-1/2 engine owns gradient reduction, clipping and the optimizer step
+        self.engine = init_deepspeed(self.policy, self.optimizer, self.acc, t.max_grad_norm)
+        self.optimizer_state = ZeroOptimizerState(self.engine) if self.engine is not None else self.optimizer
         self.ema = EMA(self.policy.trainable_state(), cfg.ema.decay, cfg.ema.every) if cfg.ema.enabled else None
         # fp16 autocast needs loss scaling (the reference's accelerate backward does the same); no-op otherwise
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.run.mixed_precision == "fp16")
@@ -215,7 +220,7 @@ class Trainer:
         }
 
     def _restore(self, path: str) -> None:
-        st = load_checkpoint(path, policy=self.policy, ema=self.ema, optimizer=self.optimizer)
+        st = load_checkpoint(path, policy=self.policy, ema=self.ema, optimizer=self.optimizer_state)
         self.step, self.update, self.samples_seen = int(st["step"]), int(st["update"]), int(st["samples_seen"])
         self.wall_offset = float(st["wall_time"])
         self.skipped_updates, self.nonfinite_in_row = int(st["skipped_updates"]), int(st["nonfinite_in_row"])
@@ -303,9 +308,15 @@ class Trainer:
         return torch.tensor(sorted(chosen), dtype=torch.long), {"adv": adv_l, **stats}
 
     def _allreduce_grads(self, flag: float) -> float:
+        """Average the trainable gradients over ranks (DeepSpeed reduces them itself: only the flag then)."""
         if self.world == 1:
             return flag
         import torch.distributed as dist
+
+        if self.engine is not None:
+            t = torch.tensor([flag], device=self.device)
+            dist.all_reduce(t)
+            return float(t) / self.world
 
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
         flat = torch.cat([g.reshape(-1) for g in grads] + [torch.tensor([flag], device=self.device)])
@@ -317,6 +328,17 @@ class Trainer:
             p.grad = flat[off : off + n].view_as(p).clone()
             off += n
         return float(flat[-1])
+
+    def _deepspeed_step(self, bad: float) -> torch.Tensor:
+        """Clip + optimizer step inside the DeepSpeed engine; returns the pre-clip global gradient norm. The engine
+        itself skips a step with a non-finite gradient norm (and clears the gradients); a non-finite LOSS on any
+        rank (`bad`) is turned into that same skip: one extra backward adds a NaN gradient on every rank."""
+        if bad > 0:
+            poison = torch.stack([p.reshape(-1)[0] for p in self.params]).sum() * float("nan")
+            self.engine.backward(poison, scale_wrt_gas=False)
+        self.engine.step()
+        norm = self.engine.get_global_grad_norm()
+        return torch.tensor(float("nan") if norm is None else float(norm))
 
     def train_step(self, batch: Batch, chosen: torch.Tensor, step: int) -> dict:
         cfg = self.cfg
@@ -345,13 +367,19 @@ class Trainer:
                         if not torch.isfinite(loss.detach()).all():
                             bad = 1.0
                             continue
-                        self.scaler.scale(loss / len(chunk)).backward()
+                        if self.engine is not None:
+                            self.engine.backward(loss / len(chunk), scale_wrt_gas=False)
+                        else:
+                            self.scaler.scale(loss / len(chunk)).backward()
                         for k, v in metrics.items():
                             sums[k] = sums.get(k, 0.0) + float(v)
                         count += 1
                 bad = self._allreduce_grads(bad)
-                self.scaler.unscale_(self.optimizer)
-                norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.train.max_grad_norm)
+                if self.engine is not None:
+                    norm = self._deepspeed_step(bad)
+                else:
+                    self.scaler.unscale_(self.optimizer)
+                    norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.train.max_grad_norm)
                 if bad == 0 and self.scaler.is_enabled() and not torch.isfinite(norm):
                     # fp16 overflow: the scaler skips this update and lowers its scale (not a fault)
                     self.scaler.step(self.optimizer)
@@ -372,8 +400,9 @@ class Trainer:
                     continue
                 self.nonfinite_in_row = 0
                 grad_norms.append(float(norm))
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
+                if self.engine is None:
+                    self.scaler.step(self.optimizer)
+                    self.scaler.update()
                 self.scheduler.step()
                 self.update += 1
                 n_updates_done += 1
@@ -456,8 +485,9 @@ class Trainer:
         return self.wall_offset + (time.time() - self.t0)
 
     def checkpoint(self) -> None:
+        opt_state = self.optimizer_state.state_dict()  # collective under DeepSpeed (gathers ZeRO partitions)
         if self.main:
-            save_checkpoint(self.cfg.run.dir, self.step, policy=self.policy, ema=self.ema, optimizer=self.optimizer,
+            save_checkpoint(self.cfg.run.dir, self.step, policy=self.policy, ema=self.ema, optimizer_state=opt_state,
                             state=self._state(), keep_last=self.cfg.checkpoint.keep_last)
         self.acc.wait_for_everyone()
 

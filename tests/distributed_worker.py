@@ -1,5 +1,6 @@
-"""Worker for tests/test_distributed_equivalence.py: `torchrun --nproc_per_node N tests/distributed_worker.py CFG OUT`
-(or plain python for one process). Trains with the one loop and records, per step, the advantages of the whole
+"""Worker for tests/test_distributed_equivalence.py: `torchrun --nproc_per_node N tests/distributed_worker.py CFG OUT
+[--resume]` (or plain python for one process); with --resume, CFG is a run directory's config.yaml and the run
+continues from its latest checkpoint. Trains with the one loop and records, per step, the advantages of the whole
 global batch (gathered in global sample order) and the final trainable weights (main process only)."""
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ class RecordingTrainer(Trainer):
         from torch.distributed.tensor import DTensor
 
         sharded = any(isinstance(p, DTensor) for p in self.policy.parameters())  # FSDP2 launch: frozen base sharded
-        self.recorded: dict[str, torch.Tensor] = {"sharded": torch.tensor(int(sharded))}
+        self.recorded: dict[str, torch.Tensor] = {"sharded": torch.tensor(int(sharded)),
+                                                  "deepspeed": torch.tensor(int(self.engine is not None))}
 
     def compute_advantages(self, batch, step):
         chosen, info = super().compute_advantages(batch, step)
@@ -28,8 +30,9 @@ class RecordingTrainer(Trainer):
         return chosen, info
 
 
-def main(cfg_path: str, out: str) -> None:
-    trainer = RecordingTrainer(load_config(cfg_path), progress=False)
+def main(cfg_path: str, out: str, resume: bool = False) -> None:
+    overrides = ["train.steps=2"] if resume else []
+    trainer = RecordingTrainer(load_config(cfg_path, overrides), resume=resume, progress=False)
     trainer.run()
     if trainer.main:
         state = {k: v.detach().cpu().contiguous() for k, v in trainer.policy.trainable_state().items()}
@@ -37,4 +40,4 @@ def main(cfg_path: str, out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1], sys.argv[2], resume="--resume" in sys.argv[3:])

@@ -1,5 +1,7 @@
 """`torchrun --nproc_per_node 2` (gloo, CPU) gives the same advantages and the same updated weights as one process
-with the same global batch: 2 Flow-GRPO steps with CFG on a tiny SD3 pipeline (tests/distributed_worker.py)."""
+with the same global batch: 2 Flow-GRPO steps with CFG on a tiny SD3 pipeline (tests/distributed_worker.py), as
+plain data parallel, with the frozen base sharded by FSDP2, and with DeepSpeed ZeRO-2 (where a run stopped after
+step 1 and resumed from its checkpoint also ends on the same weights)."""
 
 from __future__ import annotations
 
@@ -44,23 +46,30 @@ def one_process(tmp_path_factory):
     return model, prompts, load_file(str(tmp / "out1.safetensors"))
 
 
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+# what `accelerate launch --config_file configs/accelerate/<preset>.yaml` exports for each preset
+LAUNCH_ENV = {"ddp": {}, "fsdp2": {"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2"},
+              "deepspeed": {"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "2"}}
+
+
 # "ddp": replicas, LoRA gradients all-reduced by the loop (multi_gpu.yaml); "fsdp2": the frozen base sharded with
-# FSDP2 (fsdp2.yaml sets ACCELERATE_USE_FSDP / FSDP_VERSION, which is what accelerate launch exports).
+# FSDP2 (fsdp2.yaml); "deepspeed": ZeRO-2 partitions LoRA gradients and Adam states (deepspeed_zero2.yaml).
 @pytest.mark.slow
 @pytest.mark.distributed
-@pytest.mark.parametrize("mode", ["ddp", "fsdp2"])
+@pytest.mark.parametrize("mode", ["ddp", "fsdp2", "deepspeed"])
 def test_two_processes_match_one(one_process, tmp_path, mode):
+    if mode == "deepspeed":
+        pytest.importorskip("deepspeed")
     model, prompts, one = one_process
     cfg = sd3_run_config(model, str(tmp_path / "run2"), prompts)
     (tmp_path / "cfg2.yaml").write_text(yaml.safe_dump(cfg))
     out = str(tmp_path / "out2.safetensors")
-    env = {"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2"} if mode == "fsdp2" else {}
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    _run(torchrun + [WORKER, str(tmp_path / "cfg2.yaml"), out], tmp_path, **env)
+    _run(TORCHRUN + [WORKER, str(tmp_path / "cfg2.yaml"), out], tmp_path, **LAUNCH_ENV[mode])
 
     two = load_file(out)
     assert one.keys() == two.keys()
     assert int(two["sharded"]) == (mode == "fsdp2") and int(one["sharded"]) == 0
+    assert int(two["deepspeed"]) == (mode == "deepspeed") and int(one["deepspeed"]) == 0
     for step in (0, 1):  # rewards and group-relative advantages of the whole global batch
         torch.testing.assert_close(two[f"reward_step{step}"], one[f"reward_step{step}"], atol=1e-7, rtol=0)
         torch.testing.assert_close(two[f"adv_step{step}"], one[f"adv_step{step}"], atol=1e-5, rtol=0)
@@ -72,3 +81,20 @@ def test_two_processes_match_one(one_process, tmp_path, mode):
     # only the main process wrote the run's files
     lines = (tmp_path / "run2" / "metrics.jsonl").read_text().splitlines()
     assert len([x for x in lines if "train/reward_mean" in x]) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_deepspeed_resume_matches_straight_run(one_process, tmp_path):
+    """ZeRO-2: 1 step + checkpoint (every rank's optimizer partition) + resume + 1 step == 2 steps in one process."""
+    pytest.importorskip("deepspeed")
+    model, prompts, one = one_process
+    cfg = sd3_run_config(model, str(tmp_path / "run"), prompts, train={"steps": 1}, checkpoint={"every": 1})
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    env = LAUNCH_ENV["deepspeed"]
+    _run(TORCHRUN + [WORKER, str(tmp_path / "cfg.yaml"), str(tmp_path / "a.safetensors")], tmp_path, **env)
+    out = str(tmp_path / "b.safetensors")
+    _run(TORCHRUN + [WORKER, str(tmp_path / "run" / "config.yaml"), out, "--resume"], tmp_path, **env)
+    two = load_file(out)
+    for k in (k for k in one if "lora_" in k):
+        torch.testing.assert_close(two[k], one[k], atol=1e-4, rtol=0)

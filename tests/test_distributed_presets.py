@@ -6,6 +6,7 @@ import glob
 import os
 
 import pytest
+import torch
 from accelerate.commands.config.config_args import load_config_from_file
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -40,3 +41,25 @@ def test_shard_policy_is_a_no_op_without_fsdp():
     from genrl.distributed import shard_policy
 
     assert shard_policy(nn.Linear(2, 2), Accelerator(cpu=True)) is False
+
+
+@pytest.mark.parametrize("env, match", [
+    ({"ACCELERATE_DEEPSPEED_ZERO_STAGE": "3"}, "ZeRO stage 3 is not supported"),
+    ({"ACCELERATE_DEEPSPEED_ZERO_STAGE": "2", "ACCELERATE_MIXED_PRECISION": "fp16"}, "fp16 is not supported"),
+])
+def test_deepspeed_launch_refuses_what_it_cannot_do(monkeypatch, env, match):
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    from genrl.distributed import init_deepspeed
+
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    AcceleratorState._reset_state(True)
+    try:
+        acc = Accelerator(cpu=True, mixed_precision=env.get("ACCELERATE_MIXED_PRECISION", "no"))
+        with pytest.raises(ValueError, match=match):
+            init_deepspeed(torch.nn.Linear(2, 2), None, acc, 1.0)
+    finally:
+        AcceleratorState._reset_state(True)

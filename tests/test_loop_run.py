@@ -175,7 +175,8 @@ def test_failed_checkpoint_write_keeps_last_good(model, tmp_path, monkeypatch):
 
     monkeypatch.setattr(ck.torch, "save", boom)
     with pytest.raises(OSError, match="disk full"):
-        ck.save_checkpoint(str(run), 2, policy=tr.policy, ema=tr.ema, optimizer=tr.optimizer, state={})
+        ck.save_checkpoint(str(run), 2, policy=tr.policy, ema=tr.ema, optimizer_state=tr.optimizer.state_dict(),
+                           state={})
     assert (run / "checkpoints" / "latest").read_text().strip() == "step_000001"
     assert ck.latest_checkpoint(str(run)) == str(good)
     after = load_file(str(good / "trainable.safetensors"))

@@ -1,7 +1,9 @@
 """ShapesPolicy: the shapes world's pixel-space SD3Transformer2DModel + CLIP text encoder as a FlowPolicy.
 
 Time convention: t = sigma in [0, 1], t = 1 is pure noise, t = 0 is data, x_t = (1 - t) x0 + t eps, velocity
-v = eps - x0. `velocity(x, sigma, cond)` passes timestep = 1000 * sigma to the transformer (as SD3).
+v = eps - x0. `velocity(x, sigma, cond)` passes timestep = 1000 * sigma to the transformer (as SD3). A model
+saved with `"prediction": "x0"` in model_index.json outputs the clean image x0_hat; velocity() returns the
+implied v = (x_t - x0_hat) / sigma (exact identity of the linear path), so every sampler and trainer sees velocity.
 Pixel space: x in [-1, 1] (3 x R x R); `decode` maps to [0, 1]. The text encoder is frozen; encodings are cached
 per unique prompt. CFG: `encode([""])` is the unconditional embedding (the base model was trained with 10% of
 prompts dropped to ""). Trainable: peft LoRA on the transformer's attention (to_q/k/v, to_out.0, add_q/k/v_proj,
@@ -28,8 +30,11 @@ LORA_FILE, FULL_FILE, META_FILE = "lora.safetensors", "transformer.safetensors",
 
 class ShapesPolicy(FlowPolicy):
     def __init__(self, transformer, text_encoder, tokenizer, lora_rank: int = 16, lora_alpha: float | None = None,
-                 lora_ff: bool = False, max_tokens: int = 16):
+                 lora_ff: bool = False, max_tokens: int = 16, prediction: str = "v"):
         super().__init__()
+        if prediction not in ("v", "x0"):
+            raise ValueError(f"prediction must be 'v' or 'x0', got {prediction!r}")
+        self.prediction = prediction
         if lora_rank < 0:
             raise ValueError(f"lora_rank must be >= 0 (0 = full fine-tuning), got {lora_rank}")
         self.transformer, self.text_encoder, self.tokenizer = transformer, text_encoder, tokenizer
@@ -68,13 +73,15 @@ class ShapesPolicy(FlowPolicy):
             raise FileNotFoundError(f"{path} is not a shapes pipeline directory (no model_index.json); "
                                     "train one with `genrl pretrain shapes --out DIR` or use assets/shapes-base")
         with open(index) as f:
-            if json.load(f).get("_class_name") != "ShapesPipeline":
-                raise ValueError(f"{path}/model_index.json is not a ShapesPipeline; use load_policy for other models")
+            meta = json.load(f)
+        if meta.get("_class_name") != "ShapesPipeline":
+            raise ValueError(f"{path}/model_index.json is not a ShapesPipeline; use load_policy for other models")
         transformer = SD3Transformer2DModel.from_pretrained(os.path.join(path, "transformer"))
         text_encoder = CLIPTextModelWithProjection.from_pretrained(os.path.join(path, "text_encoder"))
         tokenizer = PreTrainedTokenizerFast.from_pretrained(os.path.join(path, "tokenizer"))
         policy = cls(transformer, text_encoder, tokenizer, lora_rank=lora_rank, lora_alpha=lora_alpha,
-                     lora_ff=lora_ff, max_tokens=text_encoder.config.max_position_embeddings)
+                     lora_ff=lora_ff, max_tokens=text_encoder.config.max_position_embeddings,
+                     prediction=meta.get("prediction", "v"))
         policy.model_path = path
         return policy.to(device)
 
@@ -111,8 +118,11 @@ class ShapesPolicy(FlowPolicy):
         if hs.shape[0] == 1 and b > 1:
             hs, pooled = hs.expand(b, -1, -1), pooled.expand(b, -1)
         model = self.reference if (self._use_reference and self.reference is not None) else self.transformer
-        return model(hidden_states=x, encoder_hidden_states=hs.to(x.dtype), pooled_projections=pooled.to(x.dtype),
-                     timestep=t).sample
+        out = model(hidden_states=x, encoder_hidden_states=hs.to(x.dtype), pooled_projections=pooled.to(x.dtype),
+                    timestep=t).sample
+        if self.prediction == "x0":
+            out = (x - out) / (t / 1000).clamp(min=1e-6).view(-1, *([1] * (x.dim() - 1)))
+        return out
 
     def decode(self, x: torch.Tensor) -> torch.Tensor:
         return ((x.float() + 1) / 2).clamp(0, 1)

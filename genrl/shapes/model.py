@@ -5,7 +5,8 @@
                  projected EOS embedding -> pooled_projections)
   tokenizer/     word-level tokenizer over the world's vocabulary (tokenizers WordLevel in a
                  PreTrainedTokenizerFast), fully offline
-  model_index.json  {"_class_name": "ShapesPipeline", ...} so genrl.policies.load_policy finds the adapter
+  model_index.json  {"_class_name": "ShapesPipeline", "prediction": "x0" | "v", ...}; load_policy finds the
+                 adapter by the class name; "prediction" says what the transformer outputs (absent = "v")
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from rewards.shapes.world import WORDS
 
 PAD, UNK, BOS, EOS = "[PAD]", "[UNK]", "[BOS]", "[EOS]"
 MAX_TOKENS = 16  # longest grammar prompt is 11 words + BOS/EOS
+T_MIN = 0.05  # x0-prediction: the training loss's velocity denominator is max(t, T_MIN) (JiT)
 
 
 @dataclass
