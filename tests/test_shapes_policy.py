@@ -99,3 +99,21 @@ def test_generate_is_seeded(tiny_dir):
     c = generate(pol, prompts, seed=6, steps=3, cfg_scale=3.0)
     assert a.shape == (3, 3, 16, 16) and torch.allclose(a, b, atol=1e-5)
     assert not torch.allclose(a, c)
+
+
+def test_x0_prediction_model_returns_the_implied_velocity(tmp_path):
+    """A model saved with "prediction": "x0" outputs the clean image; velocity() must be (x_t - x0_hat) / sigma,
+    so one Euler step from sigma straight to 0 lands exactly on the model's x0_hat."""
+    tr, te, tok = build_model(TINY, seed=0)
+    save_pipeline(str(tmp_path), tr, te, tok, extra={"prediction": "x0"})
+    policy = ShapesPolicy.from_pretrained(str(tmp_path), lora_rank=0)
+    assert policy.prediction == "x0"
+    cond = policy.encode(["a red circle", "two squares"])
+    x, sigma = torch.randn(2, 3, 16, 16), torch.tensor([0.7, 0.3])
+    with torch.no_grad():
+        v = policy.velocity(x, sigma, cond)
+        x0_hat = policy.transformer(hidden_states=x, encoder_hidden_states=cond["encoder_hidden_states"],
+                                    pooled_projections=cond["pooled_projections"], timestep=sigma * 1000).sample
+    torch.testing.assert_close(x - sigma.view(-1, 1, 1, 1) * v, x0_hat, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="prediction must be"):
+        ShapesPolicy(tr, te, tok, lora_rank=0, prediction="eps")

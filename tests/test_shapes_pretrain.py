@@ -1,5 +1,6 @@
 """`genrl pretrain shapes` on a tiny model: writes a loadable ShapesPipeline, seeded (same seed -> same weights)."""
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -25,6 +26,15 @@ def test_pretrain_seeded_and_loadable(tmp_path):
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     pol = load_policy(str(tmp_path / "a"))
     assert pol.noise_shape(2) == (2, 3, 16, 16)
+    assert pol.prediction == "x0"  # the default recipe; recorded in model_index.json
+
+
+def test_pretrain_v_prediction_and_init_mismatch(tmp_path):
+    cfg = PretrainConfig(steps=1, batch_size=2, threads=1, warmup=1, prediction="v")
+    pretrain(str(tmp_path / "v"), cfg, TINY, log=lambda s: None)
+    assert load_policy(str(tmp_path / "v")).prediction == "v"
+    with pytest.raises(ValueError, match="--prediction v"):
+        pretrain(str(tmp_path / "w"), PretrainConfig(steps=1, init_from=str(tmp_path / "v")), log=lambda s: None)
 
 
 def test_pretrain_cli_rejects_bad_input(capsys, tmp_path):
