@@ -108,7 +108,8 @@ class EMAConfig:
 class EvalConfig:
     every: int = 10  # evaluate every N steps (0 = never; also at the start and at the end when > 0)
     prompts: str = "shapes:eval"  # same syntax as data.prompts
-    num_prompts: int = 32  # first N prompts of the source (0 = all)
+    num_prompts: int = 32  # N prompts evenly spaced over the source (0 = all)
+    train_prompts: int = 0  # also score N training prompts (evenly spaced over data.prompts) as eval/train/...
     steps: int = 20  # deterministic ODE steps (reference: 40 on SD3.5)
     method: str = "euler"
     cfg_scale: float | None = None  # None = sample.cfg_scale

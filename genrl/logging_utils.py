@@ -139,7 +139,7 @@ def plot_curves(metrics_path: str, out_path: str, title: str = "") -> str | None
     train = [r for r in rows if "train/reward_mean" in r]
     evals = [r for r in rows if any(k.startswith("eval/") for k in r)]
     eval_keys = sorted({k for r in evals for k in r if k.startswith("eval/") and isinstance(r[k], (int, float))})
-    eval_keys = [k for k in eval_keys if not k.startswith("eval/time")][:6]
+    eval_keys = [k for k in eval_keys if not k.startswith("eval/time")]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     ax = axes[0]
     if train:
@@ -154,12 +154,12 @@ def plot_curves(metrics_path: str, out_path: str, title: str = "") -> str | None
     ax.set_title("training reward")
     ax.legend(loc="best")
     ax = axes[1]
-    series = {k: [(r["step"], r[k]) for r in evals if isinstance(r.get(k), (int, float))] for k in eval_keys}
-    for k in eval_keys:
-        pts = series[k]
-        if k != "eval/reward_mean" and pts == series.get("eval/reward_mean"):
-            continue  # a single reward: its own key repeats reward_mean
-        if pts:
+    # reward_mean first; a key whose points repeat an earlier one (a single reward's own key) is left out
+    plotted: list = []
+    for k in sorted(eval_keys, key=lambda k: (not k.endswith("reward_mean"), k)):
+        pts = [(r["step"], r[k]) for r in evals if isinstance(r.get(k), (int, float))]
+        if pts and pts not in plotted and len(plotted) < 8:
+            plotted.append(pts)
             ax.plot(*zip(*pts), marker="o", label=k)
     ax.set_xlabel("step")
     ax.set_title("evaluation (fixed prompts, ODE, EMA weights)")

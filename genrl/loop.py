@@ -104,9 +104,13 @@ class Trainer:
                 f"`genrl train --resume {run_dir}`"
             )
         self.train_prompts: PromptSet = load_prompts(cfg.data.prompts, "data.prompts")
-        self.eval_prompts: PromptSet | None = None
+        # eval sets: (metric prefix, prompts); the held-out set, and optionally a fixed subset of the training prompts
+        self.eval_sets: list[tuple[str, PromptSet]] = []
         if cfg.eval.every > 0:
-            self.eval_prompts = load_prompts(cfg.eval.prompts, "eval.prompts").subset(cfg.eval.num_prompts)
+            held_out = load_prompts(cfg.eval.prompts, "eval.prompts").subset(cfg.eval.num_prompts)
+            self.eval_sets.append(("eval/", held_out))
+            if cfg.eval.train_prompts > 0:
+                self.eval_sets.append(("eval/train/", self.train_prompts.subset(cfg.eval.train_prompts)))
         algo_cls = get_algorithm(cfg.algorithm.name)
         self.algo = algo_cls(cfg.algorithm, cfg.sample, cfg.advantage)
         self.reward_fn = build_reward(cfg)
@@ -418,68 +422,70 @@ class Trainer:
     # ------------------------------------------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self, step: int) -> dict:
-        """Fixed prompts, fixed per-prompt noise, deterministic ODE, EMA weights: comparable across steps."""
+        """Fixed prompts, fixed per-prompt noise, deterministic ODE, EMA weights: comparable across steps. Scores the
+        held-out set (eval/...) and, with eval.train_prompts > 0, a fixed training subset (eval/train/...); the
+        sample grid shows the held-out set."""
+        import contextlib
+
         cfg, ev = self.cfg, self.cfg.eval
-        ps = self.eval_prompts
+        self.policy.eval()
+        raw = self.policy.trainable_state()
+        swap = self.policy.use_trainable(self.ema.state_for(raw)) if (self.ema and ev.use_ema) else \
+            contextlib.nullcontext()
+        metrics = {"step": step}
+        with swap:
+            for prefix, ps in self.eval_sets:
+                results, grid_imgs = self._score_prompts(ps, step, ev.grid_images if prefix == "eval/" else 0)
+                if self.world > 1:
+                    from accelerate.utils import gather_object
+
+                    results = gather_object(results)
+                rows = sorted(results, key=lambda r: r["idx"])
+                for k in sorted({k for r in rows for k in r if k != "idx"}):
+                    vals = [r[k] for r in rows if k in r and math.isfinite(r[k])]
+                    if vals:
+                        metrics[f"{prefix}reward_mean" if k == "reward" else f"{prefix}{k}"] = float(np.mean(vals))
+                if self.main and grid_imgs:
+                    imgs = torch.stack([g[0] for g in grid_imgs])
+                    path = os.path.join(cfg.run.dir, "samples", f"step_{step:06d}.png")
+                    title = f"step {step}: eval reward {metrics.get('eval/reward_mean', 0):.3f}"
+                    save_grid(imgs, [g[1] for g in grid_imgs], path, [g[2] for g in grid_imgs], title=title)
+                    metrics["eval/grid"] = os.path.relpath(path, cfg.run.dir)
+        return metrics
+
+    def _score_prompts(self, ps: PromptSet, step: int, grid_images: int) -> tuple[list[dict], list[tuple]]:
+        """This rank's share of `ps` sampled with the eval ODE from per-prompt fixed noise and scored: one row per
+        prompt ({"idx", "reward", reward details}) and up to `grid_images` (image, prompt, score) for the grid."""
+        cfg, ev = self.cfg, self.cfg.eval
         mine = list(range(self.rank, len(ps), self.world))
         scale = cfg.sample.cfg_scale if ev.cfg_scale is None else ev.cfg_scale
         sigmas = policy_sigmas(self.policy, ev.steps, cfg.sample.shift, cfg.sample.resolution)
         ctx = self._ctx(step)
-        self.policy.eval()
         results, grid_imgs = [], []
-        n_grid = min(ev.grid_images, len(mine))  # grid: evenly spaced over this rank's prompts (every category)
+        n_grid = min(grid_images, len(mine))  # grid: evenly spaced over this rank's prompts (every category)
         grid_ids = {mine[int(i * len(mine) / n_grid)] for i in range(n_grid)} if n_grid > 0 else set()
-        raw = self.policy.trainable_state()
-        import contextlib
-
-        swap = self.policy.use_trainable(self.ema.state_for(raw)) if (self.ema and ev.use_ema) else \
-            contextlib.nullcontext()
-        with swap:
-            for i in range(0, len(mine), ev.batch_size):
-                ids = mine[i : i + ev.batch_size]
-                prompts = [ps.prompts[j] for j in ids]
-                shape = tuple(self.policy.noise_shape(len(ids), cfg.sample.resolution))
-                noise = torch.stack([
-                    torch.randn(shape[1:], generator=torch.Generator().manual_seed(_mix(ev.seed, j))) for j in ids
-                ]).to(self.device)
-                cond = self.policy.encode(prompts)
-                uncond = self.policy.encode([""] * len(ids)) if scale != 1.0 else None
-                res = samplers.sample(velocity_fn(self.policy, cond, uncond, scale, ctx), noise, sigmas,
-                                      method=ev.method)
-                images = self.policy.decode(res.samples).float().clamp(0, 1).cpu()
-                meta = [ps.metadata[j] for j in ids] if ps.metadata is not None else \
-                    self.policy.metadata_for(prompts)
-                out = self.reward_fn(images, prompts, meta)
-                for k, j in enumerate(ids):
-                    row = {"idx": j, "reward": float(out.scores[k])}
-                    for name, v in out.details.items():
-                        if isinstance(v, torch.Tensor) and v.numel() == len(ids) and v.is_floating_point():
-                            row[name] = float(v[k])
-                    results.append(row)
-                for k, j in enumerate(ids):
-                    if j in grid_ids:
-                        grid_imgs.append((images[k], prompts[k], float(out.scores[k])))
-        if self.world > 1:
-            from accelerate.utils import gather_object
-
-            results = gather_object(results)
-        metrics = {"step": step}
-        rows = sorted(results, key=lambda r: r["idx"])
-        keys = sorted({k for r in rows for k in r if k not in ("idx",)})
-        for k in keys:
-            vals = [r[k] for r in rows if k in r and math.isfinite(r[k])]
-            if vals:
-                name = "eval/reward_mean" if k == "reward" else f"eval/{k}"
-                metrics[name] = float(np.mean(vals))
-        if self.main and grid_imgs:
-            imgs = torch.stack([g[0] for g in grid_imgs])
-            prompts = [g[1] for g in grid_imgs]
-            scores = [g[2] for g in grid_imgs]
-            path = os.path.join(cfg.run.dir, "samples", f"step_{step:06d}.png")
-            title = f"step {step}: eval reward {metrics.get('eval/reward_mean', 0):.3f}"
-            save_grid(imgs, prompts, path, scores, title=title)
-            metrics["eval/grid"] = os.path.relpath(path, cfg.run.dir)
-        return metrics
+        for i in range(0, len(mine), ev.batch_size):
+            ids = mine[i : i + ev.batch_size]
+            prompts = [ps.prompts[j] for j in ids]
+            shape = tuple(self.policy.noise_shape(len(ids), cfg.sample.resolution))
+            noise = torch.stack([
+                torch.randn(shape[1:], generator=torch.Generator().manual_seed(_mix(ev.seed, j))) for j in ids
+            ]).to(self.device)
+            cond = self.policy.encode(prompts)
+            uncond = self.policy.encode([""] * len(ids)) if scale != 1.0 else None
+            res = samplers.sample(velocity_fn(self.policy, cond, uncond, scale, ctx), noise, sigmas, method=ev.method)
+            images = self.policy.decode(res.samples).float().clamp(0, 1).cpu()
+            meta = [ps.metadata[j] for j in ids] if ps.metadata is not None else self.policy.metadata_for(prompts)
+            out = self.reward_fn(images, prompts, meta)
+            for k, j in enumerate(ids):
+                row = {"idx": j, "reward": float(out.scores[k])}
+                for name, v in out.details.items():
+                    if isinstance(v, torch.Tensor) and v.numel() == len(ids) and v.is_floating_point():
+                        row[name] = float(v[k])
+                results.append(row)
+                if j in grid_ids:
+                    grid_imgs.append((images[k], prompts[k], float(out.scores[k])))
+        return results, grid_imgs
 
     def _wall(self) -> float:
         return self.wall_offset + (time.time() - self.t0)

@@ -191,3 +191,14 @@ def test_ema_schedule():
     assert ema.step({"w": torch.ones(2)}, 2)  # d = min(3/12, 0.9) = 0.25 -> 0.75
     assert torch.allclose(ema.shadow["w"], torch.full((2,), 0.75))
     assert ema.effective_decay(1000) == 0.9
+
+
+def test_eval_on_training_prompts_matches_scoring_them_as_the_eval_set(model, tmp_path):
+    both = Trainer(tiny_config(model, str(tmp_path / "a"), eval={"train_prompts": 3}), progress=False)
+    alone = Trainer(tiny_config(model, str(tmp_path / "b"), eval={"prompts": "shapes:train", "num_prompts": 3}),
+                    progress=False)
+    m_both, m_alone = both.evaluate(0), alone.evaluate(0)
+    assert m_both["eval/train/reward_mean"] == m_alone["eval/reward_mean"]
+    assert m_both["eval/train/shapes/strict"] == m_alone["eval/shapes/strict"]
+    assert m_both["eval/reward_mean"] != m_alone["eval/reward_mean"]  # the held-out set is scored too
+    assert "eval/grid" in m_both
