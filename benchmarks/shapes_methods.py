@@ -1,10 +1,12 @@
 """Benchmark: Flow-GRPO vs DiffusionNFT vs AWM on the shapes world (one command).
 
-Same base model, same prompts (shapes:train for training, the first --eval-prompts of shapes:eval for eval),
-same images per step, LoRA and lr (configs/shapes/{grpo,nft,awm}.yaml); each method with its own reference
-recipe otherwise. For every (method, seed) the run trains until --minutes of TRAINING wall-clock (rollout +
-reward + update; evaluation time excluded) or --max-steps, evaluating every --eval-every steps with the loop's own
-evaluator (EMA weights, fixed noise, 20-step Euler ODE, strict 0/1 accuracy of the exact shapes reward).
+Same base model, prompts (shapes:train for training), LoRA and evaluation (configs/shapes/{grpo,nft,awm}.yaml);
+each method with its own recipe otherwise (Flow-GRPO needs 128 images per step and lr 5e-4, see its config). For
+every (method, seed) the run trains until --minutes of TRAINING wall-clock (rollout + reward + update; evaluation
+time excluded) or --max-steps, evaluating every --eval-every steps with the loop's own evaluator (EMA weights,
+fixed noise, 20-step Euler ODE). The curve metric (--metric): the mean partial-credit shapes reward on the configs'
+fixed subset of TRAINING prompts (eval.train_prompts; what the methods optimise; default) or the strict 0/1
+accuracy on the held-out eval prompts.
 
     .venv/bin/python benchmarks/shapes_methods.py                       # the full protocol: 3 x 3 x 20 min
     .venv/bin/python benchmarks/shapes_methods.py --minutes 3 --seeds 0,1,2 --eval-every 5
@@ -36,7 +38,8 @@ from genrl.loop import Trainer  # noqa: E402
 
 METHODS = ("grpo", "nft", "awm")
 LABELS = {"grpo": "Flow-GRPO", "nft": "DiffusionNFT", "awm": "AWM"}
-STRICT = "eval/shapes/strict"
+METRICS = {"train_partial": ("eval/train/reward_mean", "partial-credit shapes reward on the fixed training prompts"),
+           "strict": ("eval/shapes/strict", "strict (all-or-nothing) accuracy on the held-out eval prompts")}
 
 
 def parse_args(argv=None):
@@ -46,7 +49,8 @@ def parse_args(argv=None):
     p.add_argument("--minutes", type=float, default=20.0, help="training wall-clock budget per run (eval excluded)")
     p.add_argument("--max-steps", type=int, default=100000, help="step cap per run")
     p.add_argument("--eval-every", type=int, default=5, help="evaluate every N steps (and at 0 and at the end)")
-    p.add_argument("--eval-prompts", type=int, default=96, help="first N prompts of shapes:eval")
+    p.add_argument("--eval-prompts", type=int, default=96, help="N prompts evenly spaced over shapes:eval")
+    p.add_argument("--metric", choices=sorted(METRICS), default="train_partial", help="the curve metric")
     p.add_argument("--base", default=os.path.join(ROOT, "assets", "shapes-base"), help="base model directory")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy, shared CPU)")
     p.add_argument("--runs-dir", default=os.path.join(ROOT, "runs", "bench-shapes-methods"))
@@ -58,14 +62,16 @@ def parse_args(argv=None):
     p.add_argument("--from-json", action="store_true",
                    help="do not train: rebuild PREFIX.md/.png from the runs already in PREFIX.json (e.g. after an "
                         "interrupted benchmark; only completed runs are in it)")
+    p.add_argument("--merge", nargs="*", default=[], metavar="JSON",
+                   help="with --from-json: add the runs of other PREFIX.json files (e.g. seeds run in parallel)")
     return p.parse_args(argv)
 
 
 def _eval(tr: Trainer, train_s: float, images: int) -> dict:
     t = time.perf_counter()
     m = tr.evaluate(tr.step)
-    row = {"step": tr.step, "train_s": train_s, "images": images, "strict": m.get(STRICT, float("nan")),
-           "partial": m.get("eval/reward_mean", float("nan")), "eval_s": time.perf_counter() - t}
+    row = {"step": tr.step, "train_s": train_s, "images": images, "eval_s": time.perf_counter() - t,
+           **{name: m.get(key, float("nan")) for name, (key, _) in METRICS.items()}}
     tr.logger.log({**m, "wall_time": train_s, "samples_seen": images})
     return row
 
@@ -88,7 +94,7 @@ def run_one(method: str, seed: int, args) -> dict:
     budget = args.minutes * 60.0
     train_s, roll_s, images, curve = 0.0, 0.0, 0, []
     curve.append(_eval(tr, train_s, images))
-    print(f"[{method} s{seed}] step 0 strict {curve[-1]['strict']:.3f}", flush=True)
+    print(f"[{method} s{seed}] step 0 {args.metric} {curve[-1][args.metric]:.3f}", flush=True)
     # the step body of Trainer.run (rollout -> rewards -> advantages -> updates -> algorithm hook), timed
     while train_s < budget and tr.step < args.max_steps:
         step = tr.step
@@ -107,8 +113,8 @@ def run_one(method: str, seed: int, args) -> dict:
                        "time/step_s": dt})
         if tr.step % args.eval_every == 0:
             curve.append(_eval(tr, train_s, images))
-            print(f"[{method} s{seed}] step {tr.step} train {train_s / 60:.1f} min strict "
-                  f"{curve[-1]['strict']:.3f} (train reward {info['train/reward_mean']:.3f})", flush=True)
+            print(f"[{method} s{seed}] step {tr.step} train {train_s / 60:.1f} min {args.metric} "
+                  f"{curve[-1][args.metric]:.3f} (train reward {info['train/reward_mean']:.3f})", flush=True)
     if curve[-1]["step"] != tr.step:
         curve.append(_eval(tr, train_s, images))
     tr.checkpoint()  # the final LoRA (EMA) for `genrl sample --lora` / `genrl rlg-sweep --lora RUN_DIR`
@@ -118,22 +124,22 @@ def run_one(method: str, seed: int, args) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------------------
-def mean_curve(runs: list[dict]) -> dict:
-    """Seed-mean curve over the eval points all seeds reached (same steps for every seed)."""
+def mean_curve(runs: list[dict], metric: str) -> dict:
+    """Seed-mean curve of `metric` ("score") over the eval points all seeds reached (same steps for every seed)."""
     n = min(len(r["curve"]) for r in runs)
     pts = [[r["curve"][i] for r in runs] for i in range(n)]
     return {
         "step": [p[0]["step"] for p in pts],
         "train_s": [float(np.mean([q["train_s"] for q in p])) for p in pts],
         "images": [float(np.mean([q["images"] for q in p])) for p in pts],
-        "strict": [float(np.mean([q["strict"] for q in p])) for p in pts],
-        "strict_min": [float(np.min([q["strict"] for q in p])) for p in pts],
-        "strict_max": [float(np.max([q["strict"] for q in p])) for p in pts],
+        "score": [float(np.mean([q[metric] for q in p])) for p in pts],
+        "score_min": [float(np.min([q[metric] for q in p])) for p in pts],
+        "score_max": [float(np.max([q[metric] for q in p])) for p in pts],
     }
 
 
 def first_reach(curve: dict, target: float, key: str) -> float | None:
-    for v, x in zip(curve["strict"], curve[key]):
+    for v, x in zip(curve["score"], curve[key]):
         if v >= target - 1e-9:
             return x
     return None
@@ -141,21 +147,24 @@ def first_reach(curve: dict, target: float, key: str) -> float | None:
 
 def summarize(results: list[dict], args) -> dict:
     by = {m: [r for r in results if r["method"] == m] for m in dict.fromkeys(r["method"] for r in results)}
-    curves = {m: mean_curve(rs) for m, rs in by.items()}
+    other = next(k for k in METRICS if k != args.metric)
+    curves = {m: mean_curve(rs, args.metric) for m, rs in by.items()}
     out = {"curves": curves, "rows": {}}
-    grpo_final = curves["grpo"]["strict"][-1] if "grpo" in curves else None
+    grpo_final = curves["grpo"]["score"][-1] if "grpo" in curves else None
     t_grpo = first_reach(curves["grpo"], grpo_final, "train_s") if "grpo" in curves else None
     i_grpo = first_reach(curves["grpo"], grpo_final, "images") if "grpo" in curves else None
     for m, c in curves.items():
         rs = by[m]
-        best = int(np.argmax(c["strict"]))
+        best = int(np.argmax(c["score"]))
         row = {
             "seeds": len(rs), "steps": float(np.mean([r["steps"] for r in rs])),
             "step_s": float(np.mean([r["step_s"] for r in rs])),
             "rollout_frac": float(np.mean([r.get("rollout_frac", float("nan")) for r in rs])),
-            "start": c["strict"][0], "final": c["strict"][-1],
-            "final_seeds": [r["curve"][-1]["strict"] for r in rs],
-            "best": c["strict"][best], "best_min": c["train_s"][best] / 60,
+            "start": c["score"][0], "final": c["score"][-1],
+            "final_seeds": [r["curve"][-1][args.metric] for r in rs],
+            "best": c["score"][best], "best_min": c["train_s"][best] / 60,
+            "other_start": float(np.mean([r["curve"][0][other] for r in rs])),
+            "other_final": float(np.mean([r["curve"][-1][other] for r in rs])),
             "reach_09_min": (lambda x: None if x is None else x / 60)(first_reach(c, 0.9, "train_s")),
         }
         if grpo_final is not None:
@@ -175,26 +184,28 @@ def _fmt(x, f="{:.2f}"):
 
 def write_markdown(summary: dict, results: list[dict], args, path: str, png: str) -> None:
     rows = summary["rows"]
+    other = next(k for k in METRICS if k != args.metric)
     lines = [
         "# Flow-GRPO vs DiffusionNFT vs AWM on the shapes world",
         "",
         f"Command: `.venv/bin/python benchmarks/shapes_methods.py --minutes {args.minutes:g} --seeds {args.seeds} "
-        f"--eval-every {args.eval_every} --eval-prompts {args.eval_prompts}"
+        f"--eval-every {args.eval_every} --eval-prompts {args.eval_prompts} --metric {args.metric}"
         + "".join(f" --set {s}" for s in args.set) + "`",
         "",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs "
         f"(torch threads {args.threads}; shared with other work while measured), torch {torch.__version__}. "
         f"Base model: `{os.path.relpath(args.base, ROOT)}`. Budget per run: {args.minutes:g} min of training "
-        "wall-clock (rollout + reward + update; evaluation excluded). Metric: strict (all-or-nothing) accuracy of "
-        f"the exact shapes reward on the first {args.eval_prompts} shapes:eval prompts, EMA weights, fixed noise, "
-        "20-step Euler; seed mean (min-max over seeds in the plot).",
+        f"wall-clock (rollout + reward + update; evaluation excluded). Metric: {METRICS[args.metric][1]} "
+        "(EMA weights, fixed noise, 20-step Euler); seed mean (min-max over seeds in the plot). The other metric "
+        f"({other}) is in the last column.",
         "",
-        f"![accuracy vs wall-clock and images]({os.path.basename(png)})",
+        f"![{args.metric} vs wall-clock and images]({os.path.basename(png)})",
         "",
-        "| method | seeds | steps | s/step (rollout+reward share) | strict @0 | final strict (mean) | "
+        "| method | seeds | steps | s/step (rollout+reward share) | @0 | final (mean) | "
         "final per seed | best (at min) | "
-        "reaches GRPO final at (min / images) | speed-up vs GRPO (wall / images) | reaches 0.9 at (min) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        f"reaches GRPO final at (min / images) | speed-up vs GRPO (wall / images) | reaches 0.9 at (min) | "
+        f"{other} @0 -> final |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for m, r in rows.items():
         lines.append(
@@ -204,23 +215,23 @@ def write_markdown(summary: dict, results: list[dict], args, path: str, png: str
             f"{r['best']:.3f} ({r['best_min']:.1f}) | "
             f"{_fmt(r.get('reach_grpo_min'))} / {_fmt(r.get('reach_grpo_images'), '{:.0f}')} | "
             f"{_fmt(r.get('speedup_wall'), '{:.1f}x')} / {_fmt(r.get('speedup_images'), '{:.1f}x')} | "
-            f"{_fmt(r['reach_09_min'])} |"
+            f"{_fmt(r['reach_09_min'])} | {r['other_start']:.3f} -> {r['other_final']:.3f} |"
         )
     if summary.get("grpo_final") is not None:
-        lines += ["", f"Flow-GRPO's final seed-mean strict accuracy (the target the others race to): "
-                      f"{summary['grpo_final']:.3f}. 'Reaches' = first eval point whose seed-mean accuracy is at least "
+        lines += ["", f"Flow-GRPO's final seed-mean {args.metric} (the target the others race to): "
+                      f"{summary['grpo_final']:.3f}. 'Reaches' = first eval point whose seed-mean value is at least "
                       "that value; Flow-GRPO's own time is when its mean curve first reached its final value."]
     lines += ["", "## Seed-mean curves", ""]
     for m, c in summary["curves"].items():
-        pts = ", ".join(f"{s}:{a:.3f}@{t / 60:.1f}m" for s, a, t in zip(c["step"], c["strict"], c["train_s"]))
-        lines.append(f"- {LABELS.get(m, m)} (step:strict@train-minutes): {pts}")
+        pts = ", ".join(f"{s}:{a:.3f}@{t / 60:.1f}m" for s, a, t in zip(c["step"], c["score"], c["train_s"]))
+        lines.append(f"- {LABELS.get(m, m)} (step:{args.metric}@train-minutes): {pts}")
     if args.note:
         lines += ["", "## Notes", "", args.note]
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
 
 
-def plot(summary: dict, path: str) -> None:
+def plot(summary: dict, path: str, metric: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -230,11 +241,11 @@ def plot(summary: dict, path: str) -> None:
     for m, c in summary["curves"].items():
         for ax, key, scale in ((axes[0], "train_s", 1 / 60), (axes[1], "images", 1.0)):
             x = np.array(c[key]) * scale
-            ax.plot(x, c["strict"], marker="o", ms=3, label=LABELS.get(m, m))
-            ax.fill_between(x, c["strict_min"], c["strict_max"], alpha=0.2)
+            ax.plot(x, c["score"], marker="o", ms=3, label=LABELS.get(m, m))
+            ax.fill_between(x, c["score_min"], c["score_max"], alpha=0.2)
     for ax, xl in ((axes[0], "training wall-clock (min, eval excluded)"), (axes[1], "images generated")):
         ax.set_xlabel(xl)
-        ax.set_ylabel("eval strict accuracy")
+        ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
         ax.set_ylim(0, 1)
     if summary.get("grpo_final") is not None:
@@ -264,6 +275,7 @@ def main(argv=None) -> int:
         results = saved["results"]
         for k in ("minutes", "seeds", "eval_every", "eval_prompts", "base", "threads", "set"):
             setattr(args, k, saved["args"][k])
+        results += [r for path in args.merge for r in json.load(open(path))["results"]]
         seeds = []  # nothing to train
     # seed-major order: every method sees the same machine conditions as evenly as possible
     for seed in seeds:
@@ -274,7 +286,7 @@ def main(argv=None) -> int:
     summary = summarize(results, args)
     with open(args.out + ".json", "w") as f:
         json.dump({"args": vars(args), "results": results, "summary": summary}, f, indent=1)
-    plot(summary, args.out + ".png")
+    plot(summary, args.out + ".png", args.metric)
     write_markdown(summary, results, args, args.out + ".md", args.out + ".png")
     print(open(args.out + ".md").read())
     return 0

@@ -6,20 +6,13 @@ import os
 
 import pytest
 import torch
+from loop_helpers import tiny_shapes_model
 
 from genrl.algorithms import Algorithm, get_algorithm
 from genrl.config import load_config
 from genrl.loop import Trainer
 
-
-def build_tiny_shapes(directory: str) -> str:
-    """A tiny random ShapesPipeline (16 px, 1 layer) saved with save_pretrained."""
-    from genrl.shapes.model import ShapesModelConfig, build_model, save_pipeline
-
-    cfg = ShapesModelConfig(resolution=16, patch_size=4, num_layers=1, num_attention_heads=2, attention_head_dim=8,
-                            text_hidden=16, text_layers=1, text_heads=2)
-    save_pipeline(directory, *build_model(cfg, seed=0))
-    return directory
+build_tiny_shapes = tiny_shapes_model  # a tiny random ShapesPipeline (16 px, 1 layer) saved to disk
 
 
 def tiny_raw(model: str, run_dir: str, algorithm: dict, **sections) -> dict:

@@ -39,3 +39,16 @@ def test_shipped_model_samples_and_is_seeded():
     # the base model draws objects of the asked colour (shapes are still ragged: RL has room)
     hits = [any(o["color"] == c for o in objs) for c, objs in zip(colors, out.details["objects"])]
     assert sum(hits) >= 4, out.details["objects"]
+
+
+def test_demo_command_runs_the_shipped_demo_config(tmp_path, capsys):
+    """`genrl train` with no config runs configs/shapes/nft.yaml on the shipped model (1 step here, no eval)."""
+    from genrl.cli import main as cli
+
+    run = tmp_path / "demo"
+    assert cli(["train", "--no-progress", f"run.dir={run}", "train.steps=1", "eval.every=0",
+                "sample.groups_per_step=2", "run.tensorboard=false"]) == 0
+    assert "CPU demo (configs/shapes/nft.yaml): nft on" in capsys.readouterr().out
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == 1 and rows[-1]["samples_seen"] == 16
+    assert (run / "checkpoints" / "latest").is_file()
