@@ -275,7 +275,10 @@ def main(argv=None) -> int:
         results = saved["results"]
         for k in ("minutes", "seeds", "eval_every", "eval_prompts", "base", "threads", "set"):
             setattr(args, k, saved["args"][k])
-        results += [r for path in args.merge for r in json.load(open(path))["results"]]
+        for path in args.merge:
+            with open(path) as f:
+                results += json.load(f)["results"]
+        args.seeds = ",".join(str(s) for s in sorted({r["seed"] for r in results}))
         seeds = []  # nothing to train
     # seed-major order: every method sees the same machine conditions as evenly as possible
     for seed in seeds:
