@@ -5,7 +5,8 @@ Without --merge: the run's trained LoRA in the diffusers LoRA format (DIR/pytorc
 works unchanged. With --merge: a full pipeline directory (the base pipeline with W + (alpha/r) B A fused into the
 transformer by diffusers' own load_lora_weights + fuse_lora), loadable with `<Pipeline>.from_pretrained(DIR)`.
 Full fine-tuning runs (model.lora_rank=0) export the trained transformer (DIR/transformer) or, merged, the base
-pipeline with that transformer.
+pipeline with that transformer. Shapes-world runs export their LoRA as saved (for `genrl sample --lora DIR`) or,
+merged, a ShapesPipeline directory (for `genrl eval --model DIR`).
 
 The weights are the checkpoint's exported ones (EMA weights when EMA is on, as used for eval); --raw exports the
 raw (non-EMA) trainable weights instead. The default checkpoint is the run's latest.
@@ -72,6 +73,16 @@ def run(args) -> int:
     weights = os.path.join(ckpt, "lora")
     if args.raw:
         weights = _raw_weights(cfg, ckpt, os.path.join(args.out, ".raw-tmp"))
+    if _shapes_weights(weights):
+        try:
+            _export_shapes(cfg.model.path, weights, args.out, args.merge, args.dtype)
+        finally:
+            shutil.rmtree(os.path.join(args.out, ".raw-tmp"), ignore_errors=True)
+        what = "merged ShapesPipeline" if args.merge else "LoRA (genrl format)"
+        print(f"genrl export: {what} from {ckpt} -> {args.out}")
+        print(f"  use with: genrl eval --model {args.out}" if args.merge else
+              f"  use with: genrl sample --model {cfg.model.path} --lora {args.out}")
+        return 0
     info_path = os.path.join(weights, "genrl_trainable.json")
     if not os.path.isfile(info_path):
         raise UserError(f"{weights} was not written by the SD3/FLUX adapters (no genrl_trainable.json); export "
@@ -95,6 +106,39 @@ def run(args) -> int:
     elif args.merge:
         print(f"  load with: {info['pipeline']}.from_pretrained({args.out!r})")
     return 0
+
+
+def _shapes_weights(weights: str) -> bool:
+    meta = os.path.join(weights, "trainable.json")
+    if not os.path.isfile(meta):
+        return False
+    with open(meta) as f:
+        return json.load(f).get("family") == "shapes"
+
+
+def _export_shapes(base: str, weights: str, out: str, merge: bool, dtype: str | None) -> None:
+    """Shapes-world runs: the LoRA files as they are (for `genrl sample --lora`), or with --merge a ShapesPipeline
+    whose transformer has W + (alpha/r) B A fused in (diffusers' fuse_lora), keeping the base's model_index extras
+    (e.g. "prediction")."""
+    if not merge:
+        shutil.copytree(weights, out, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".raw-tmp"))
+        return
+    from genrl.policies.diffusers_common import parse_dtype
+    from genrl.rlg import load_rlg_policy
+    from genrl.shapes.model import save_pipeline
+
+    policy = load_rlg_policy(base, weights)
+    transformer = policy.transformer
+    if policy.lora_rank > 0:
+        transformer.fuse_lora()
+        transformer.unload_lora()
+    if dtype:
+        transformer = transformer.to(parse_dtype(dtype, "--dtype"))
+    with open(os.path.join(base, "model_index.json")) as f:
+        index = json.load(f)
+    standard = ("_class_name", "_genrl_version", "transformer", "text_encoder", "tokenizer", "resolution")
+    save_pipeline(out, transformer, policy.text_encoder, policy.tokenizer,
+                  extra={k: v for k, v in index.items() if k not in standard})
 
 
 def _merge(base: str, weights: str, info: dict, out: str, dtype: str | None) -> None:
