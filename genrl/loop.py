@@ -368,13 +368,16 @@ class Trainer:
                 for mb_idx in chunk:
                     mb = batch.select(mb_idx)
                     for loss, metrics in self.algo.losses(self.policy, mb, ctx):
-                        if not torch.isfinite(loss.detach()).all():
-                            bad = 1.0
-                            continue
+                        finite = bool(torch.isfinite(loss.detach()).all())
+                        bad = bad if finite else 1.0
                         if self.engine is not None:
+                            # DeepSpeed reduces gradients inside backward: every rank runs every backward, a
+                            # non-finite term too (this update is skipped below anyway)
                             self.engine.backward(loss / len(chunk), scale_wrt_gas=False)
-                        else:
+                        elif finite:
                             self.scaler.scale(loss / len(chunk)).backward()
+                        if not finite:
+                            continue
                         for k, v in metrics.items():
                             sums[k] = sums.get(k, 0.0) + float(v)
                         count += 1

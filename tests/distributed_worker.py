@@ -1,7 +1,8 @@
 """Worker for tests/test_distributed_equivalence.py: `torchrun --nproc_per_node N tests/distributed_worker.py CFG OUT
-[--resume]` (or plain python for one process); with --resume, CFG is a run directory's config.yaml and the run
-continues from its latest checkpoint. Trains with the one loop and records, per step, the advantages of the whole
-global batch (gathered in global sample order) and the final trainable weights (main process only)."""
+[--resume] [--nan-step0]` (or plain python for one process); with --resume, CFG is a run directory's config.yaml
+and the run continues from its latest checkpoint; with --nan-step0 the last rank's loss terms are NaN in step 0.
+Trains with the one loop and records, per step, the advantages of the whole global batch (gathered in global sample
+order) and the final trainable weights (main process only)."""
 
 from __future__ import annotations
 
@@ -30,9 +31,22 @@ class RecordingTrainer(Trainer):
         return chosen, info
 
 
-def main(cfg_path: str, out: str, resume: bool = False) -> None:
+def _nan_in_step0(trainer: Trainer) -> None:
+    losses = trainer.algo.losses
+
+    def poisoned(policy, mb, ctx):
+        for loss, metrics in losses(policy, mb, ctx):
+            yield (loss * float("nan") if ctx.step == 0 else loss), metrics
+
+    if trainer.rank == trainer.world - 1:
+        trainer.algo.losses = poisoned
+
+
+def main(cfg_path: str, out: str, resume: bool = False, nan_step0: bool = False) -> None:
     overrides = ["train.steps=2"] if resume else []
     trainer = RecordingTrainer(load_config(cfg_path, overrides), resume=resume, progress=False)
+    if nan_step0:
+        _nan_in_step0(trainer)
     trainer.run()
     if trainer.main:
         state = {k: v.detach().cpu().contiguous() for k, v in trainer.policy.trainable_state().items()}
@@ -40,4 +54,4 @@ def main(cfg_path: str, out: str, resume: bool = False) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], resume="--resume" in sys.argv[3:])
+    main(sys.argv[1], sys.argv[2], resume="--resume" in sys.argv[3:], nan_step0="--nan-step0" in sys.argv[3:])

@@ -29,7 +29,12 @@ def _run(cmd, tmp_path, **env_extra):
     try:
         out, _ = proc.communicate(timeout=240)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # torchrun and its workers
+        import psutil
+
+        workers = psutil.Process(proc.pid).children(recursive=True)  # torchrun starts them in their own sessions
+        os.killpg(proc.pid, signal.SIGKILL)
+        for w in workers:
+            w.kill()
         out, _ = proc.communicate()
         pytest.fail("distributed run timed out:\n" + out[-3000:])
     assert proc.returncode == 0, out[-3000:]
@@ -98,3 +103,26 @@ def test_deepspeed_resume_matches_straight_run(one_process, tmp_path):
     two = load_file(out)
     for k in (k for k in one if "lora_" in k):
         torch.testing.assert_close(two[k], one[k], atol=1e-4, rtol=0)
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_deepspeed_skips_a_step_with_a_nonfinite_loss_on_one_rank(one_process, tmp_path):
+    """ZeRO-2: a NaN loss on rank 1 only in step 0 skips that update on both ranks (no NaN reaches the weights or
+    Adam's partitions); step 1 then trains normally."""
+    pytest.importorskip("deepspeed")
+    import json
+
+    model, prompts, one = one_process
+    cfg = sd3_run_config(model, str(tmp_path / "run"), prompts)
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    out = str(tmp_path / "w.safetensors")
+    _run(TORCHRUN + [WORKER, str(tmp_path / "cfg.yaml"), out, "--nan-step0"], tmp_path, **LAUNCH_ENV["deepspeed"])
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    skipped = {r["step"]: r["train/skipped_updates"] for r in rows if "train/skipped_updates" in r}
+    assert skipped == {1: 1, 2: 1}  # cumulative: step 0 (logged as 1) skipped, step 1 trained
+    w = load_file(out)
+    lora = [k for k in one if "lora_" in k]
+    assert all(torch.isfinite(w[k]).all() for k in lora)
+    assert any(not torch.equal(w[k], one[k]) for k in lora)  # one update, not two: differs from the clean run
+    assert any(w[k].abs().max() > 0 for k in lora if "lora_B" in k)  # ... but step 1 did train
