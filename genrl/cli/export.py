@@ -121,7 +121,7 @@ def _export_shapes(base: str, weights: str, out: str, merge: bool, dtype: str | 
     whose transformer has W + (alpha/r) B A fused in (diffusers' fuse_lora), keeping the base's model_index extras
     (e.g. "prediction")."""
     if not merge:
-        shutil.copytree(weights, out, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".raw-tmp"))
+        shutil.copytree(weights, out, dirs_exist_ok=True)
         return
     from genrl.policies.diffusers_common import parse_dtype
     from genrl.rlg import load_rlg_policy
