@@ -29,15 +29,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-import samplers
 from genrl.advantages import nonfinite_group_mask, zero_std_mask
 from genrl.algorithms import Batch, StepContext, get_algorithm
 from genrl.checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from genrl.config import Config, save_config
 from genrl.data import KRepeatSampler, PromptSet, load_prompts
 from genrl.ema import EMA
-from genrl.logging_utils import MetricsLogger, before_after, plot_curves, read_metrics, save_grid
-from genrl.rollout import policy_sigmas, velocity_fn
+from genrl.logging_utils import MetricsLogger, before_after, plot_curves, read_metrics
 
 
 class TrainingAborted(RuntimeError):
@@ -59,6 +57,11 @@ def _mix(*xs: int) -> int:
     for x in xs:
         h = ((h ^ (int(x) & 0xFFFFFFFFFFFF)) * 1099511628211) & 0x7FFFFFFFFFFFFFFF
     return h
+
+
+def reward_input(b: Batch):
+    """What the reward scores: the batch's `outputs` (texts, clips, assets, ...) or, for image flows, `images`."""
+    return b.outputs if b.get("outputs") is not None else b.images
 
 
 def _dir_nonempty(path: str) -> bool:
@@ -253,12 +256,12 @@ class Trainer:
             if self.train_prompts.metadata is not None:
                 b.metadata = [self.train_prompts.metadata[j] for j in sl]
             if b.get("rewards") is None:
-                out = self.reward_fn(b.images, b.prompts, b.get("metadata"))
+                out = self.reward_fn(reward_input(b), b.prompts, b.get("metadata"))
                 b.rewards = out.scores.float().cpu()
                 for k, v in out.details.items():
                     if isinstance(v, torch.Tensor) and v.numel() == len(b) and v.is_floating_point():
                         details.setdefault(k, []).append(v.detach().float().cpu().reshape(-1))
-            b.images = None  # not needed by the update; frees memory
+            b.images = b.outputs = None  # not needed by the update; frees memory
             batches.append(b)
         batch = Batch.cat(batches)
         batch.rewards = batch.rewards.cpu().float()
@@ -449,46 +452,43 @@ class Trainer:
                     if vals:
                         metrics[f"{prefix}reward_mean" if k == "reward" else f"{prefix}{k}"] = float(np.mean(vals))
                 if self.main and grid_imgs:
-                    imgs = torch.stack([g[0] for g in grid_imgs])
-                    path = os.path.join(cfg.run.dir, "samples", f"step_{step:06d}.png")
+                    stem = os.path.join(cfg.run.dir, "samples", f"step_{step:06d}")
                     title = f"step {step}: eval reward {metrics.get('eval/reward_mean', 0):.3f}"
-                    save_grid(imgs, [g[1] for g in grid_imgs], path, [g[2] for g in grid_imgs], title=title)
+                    path = self.policy.save_samples([g[0] for g in grid_imgs], [g[1] for g in grid_imgs], stem,
+                                                    [g[2] for g in grid_imgs], title=title)
                     metrics["eval/grid"] = os.path.relpath(path, cfg.run.dir)
         return metrics
 
     def _score_prompts(self, ps: PromptSet, step: int, grid_images: int) -> tuple[list[dict], list[tuple]]:
-        """This rank's share of `ps` sampled with the eval ODE from per-prompt fixed noise and scored: one row per
-        prompt ({"idx", "reward", reward details}) and up to `grid_images` (image, prompt, score) for the grid."""
-        cfg, ev = self.cfg, self.cfg.eval
+        """This rank's share of `ps` generated deterministically by `algo.eval_outputs` (fixed per-prompt seeds) and
+        scored: one row per prompt ({"idx", "reward", reward details}) and up to `grid_images` (output, prompt,
+        score) for the sample grid."""
+        ev = self.cfg.eval
         mine = list(range(self.rank, len(ps), self.world))
-        scale = cfg.sample.cfg_scale if ev.cfg_scale is None else ev.cfg_scale
-        sigmas = policy_sigmas(self.policy, ev.steps, cfg.sample.shift, cfg.sample.resolution)
         ctx = self._ctx(step)
-        results, grid_imgs = [], []
+        results, grid_items = [], []
         n_grid = min(grid_images, len(mine))  # grid: evenly spaced over this rank's prompts (every category)
         grid_ids = {mine[int(i * len(mine) / n_grid)] for i in range(n_grid)} if n_grid > 0 else set()
         for i in range(0, len(mine), ev.batch_size):
             ids = mine[i : i + ev.batch_size]
             prompts = [ps.prompts[j] for j in ids]
-            shape = tuple(self.policy.noise_shape(len(ids), cfg.sample.resolution))
-            noise = torch.stack([
-                torch.randn(shape[1:], generator=torch.Generator().manual_seed(_mix(ev.seed, j))) for j in ids
-            ]).to(self.device)
-            cond = self.policy.encode(prompts)
-            uncond = self.policy.encode([""] * len(ids)) if scale != 1.0 else None
-            res = samplers.sample(velocity_fn(self.policy, cond, uncond, scale, ctx), noise, sigmas, method=ev.method)
-            images = self.policy.decode(res.samples).float().clamp(0, 1).cpu()
             meta = [ps.metadata[j] for j in ids] if ps.metadata is not None else self.policy.metadata_for(prompts)
-            out = self.reward_fn(images, prompts, meta)
+            b = self.algo.eval_outputs(self.policy, prompts, [_mix(ev.seed, j) for j in ids], meta, ev, ctx)
+            outputs = reward_input(b)
+            if b.get("rewards") is not None:
+                scores, details = b.rewards.float().cpu(), b.get("details") or {}
+            else:
+                out = self.reward_fn(outputs, prompts, meta)
+                scores, details = out.scores, out.details
             for k, j in enumerate(ids):
-                row = {"idx": j, "reward": float(out.scores[k])}
-                for name, v in out.details.items():
+                row = {"idx": j, "reward": float(scores[k])}
+                for name, v in details.items():
                     if isinstance(v, torch.Tensor) and v.numel() == len(ids) and v.is_floating_point():
                         row[name] = float(v[k])
                 results.append(row)
                 if j in grid_ids:
-                    grid_imgs.append((images[k], prompts[k], float(out.scores[k])))
-        return results, grid_imgs
+                    grid_items.append((outputs[k], prompts[k], float(scores[k])))
+        return results, grid_items
 
     def _wall(self) -> float:
         return self.wall_offset + (time.time() - self.t0)
@@ -557,7 +557,8 @@ class Trainer:
         curves = None
         if self.main:
             curves = plot_curves(self.logger.path, os.path.join(cfg.run.dir, "curves.png"), cfg.run.dir)
-            if self.first_eval and self.last_eval and "eval/grid" in self.first_eval and "eval/grid" in self.last_eval:
+            grids = [e.get("eval/grid", "") for e in (self.first_eval, self.last_eval) if e]
+            if len(grids) == 2 and all(g.endswith(".png") for g in grids):
                 before_after(os.path.join(cfg.run.dir, self.first_eval["eval/grid"]),
                              os.path.join(cfg.run.dir, self.last_eval["eval/grid"]),
                              os.path.join(cfg.run.dir, "samples", "before_after.png"))

@@ -7,13 +7,14 @@ One training step of the loop (a "step" = one rollout + update round, `train.ste
 
     prompts (K-repeat groups; this rank's share)             genrl.data
     batch = algo.rollout(policy, prompts, ctx)               default: samplers.sample with algo.rollout_spec()
-    batch.rewards = reward(images, prompts, metadata)        skipped when the rollout already set rewards
+    batch.rewards = reward(outputs, prompts, metadata)       `outputs` (or `images`); skipped if the rollout set rewards
     batch.advantages = algo.advantages(gathered rewards)     default: per-prompt group normalisation
     for each micro-batch mb (train.batch_size samples):
         for loss, metrics in algo.losses(policy, mb, ctx):   one backward per yielded term
             backward(loss / micro_batches_per_update)
         every micro_batches_per_update: clip, optimizer step, ema, algo.after_optimizer_step(policy, ctx)
     algo.after_step(policy, ctx)                              e.g. NFT old-policy / AWM EMA-policy soft update
+    evaluation: algo.eval_outputs(policy, prompts, fixed seeds, ...) -> reward -> policy.save_samples (grid)
 
 A new method is ONE file `genrl/algorithms/<name>.py` that subclasses `Algorithm`, defines its config
 dataclass (subclass of `AlgorithmConfig`, fields = YAML keys under `algorithm:`), and registers itself:
@@ -224,6 +225,28 @@ class Algorithm:
         from genrl.rollout import flow_rollout
 
         return flow_rollout(policy, prompts, groups, self.rollout_spec(), ctx, resolution=self.sample_cfg.resolution)
+
+    @torch.no_grad()
+    def eval_outputs(self, policy, prompts: list[str], seeds: list[int], metadata: list[dict] | None, ev: Any,
+                     ctx: StepContext) -> Batch:
+        """Deterministic outputs for evaluation: the same `seeds` (one per prompt, fixed across evaluations) give
+        the same outputs for the same weights. Returns a Batch with `outputs` (what the reward scores; the sample
+        grid shows them via `policy.save_samples`) and, when the outputs score themselves (e.g. environment
+        episodes), `rewards` [B] and optional `details` {name: [B]}. `ev` is the `eval:` config section.
+        Default: image flows, the deterministic `ev.method` ODE from per-prompt fixed noise, CFG `ev.cfg_scale`."""
+        import samplers
+        from genrl.rollout import policy_sigmas, velocity_fn
+
+        s = self.sample_cfg
+        scale = s.cfg_scale if ev.cfg_scale is None else ev.cfg_scale
+        shape = tuple(policy.noise_shape(len(prompts), s.resolution))
+        noise = torch.stack([torch.randn(shape[1:], generator=torch.Generator().manual_seed(sd)) for sd in seeds])
+        cond = policy.encode(prompts)
+        uncond = policy.encode([""] * len(prompts)) if scale != 1.0 else None
+        sigmas = policy_sigmas(policy, ev.steps, s.shift, s.resolution)
+        res = samplers.sample(velocity_fn(policy, cond, uncond, scale, ctx), noise.to(ctx.device), sigmas,
+                              method=ev.method)
+        return Batch(prompts=list(prompts), outputs=policy.decode(res.samples).float().clamp(0, 1).cpu())
 
     def rollout_grid(self, mb: Batch) -> torch.Tensor:
         """The sigma grid the rollout used (stored in the batch; adapters may define their own, e.g. FLUX's

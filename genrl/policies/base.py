@@ -80,6 +80,14 @@ class FlowPolicy(nn.Module):
     def load_trainable(self, directory: str) -> None:
         raise NotImplementedError
 
+    def save_samples(self, outputs: list[torch.Tensor], captions: list[str], stem: str,
+                     scores: list[float] | None = None, title: str | None = None) -> str:
+        """Write evaluation samples for people to look at; returns the file written. Images: a PNG grid
+        (`stem`.png). Adapters of other modalities override this (GIFs for clips, turntables for 3D)."""
+        from genrl.logging_utils import save_grid
+
+        return save_grid(torch.stack(outputs), captions, stem + ".png", scores, title=title)
+
     def metadata_for(self, prompts: list[str]) -> list[dict[str, Any]] | None:
         """Optional per-prompt metadata passed to rewards (e.g. the shapes world's structured spec)."""
         return None
