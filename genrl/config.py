@@ -63,8 +63,9 @@ class SampleConfig:
     resolution: int | None = None  # None = the model's native resolution
     steps: int = 10  # sampler steps in rollouts (reference: 10)
     shift: float = 1.0  # sigma-grid shift (SD3.5: 3.0)
-    method: str = "flow_grpo"  # samplers.sample method: flow_grpo | cps | dance (SDEs) | euler | heun | dpm2
-    noise_level: float = 0.7  # SDE noise level a (reference SD3: 0.7; CPS: 0.8)
+    # samplers.sample method: flow_grpo | cps | dance (SDEs) | euler | heun | dpm2 | sa_solver (AWM's reference)
+    method: str = "flow_grpo"
+    noise_level: float = 0.7  # SDE noise level a (reference SD3: 0.7; CPS: 0.8); SA-Solver's tau (AWM: 0.4)
     sde_window_size: int = 0  # Flow-GRPO-Fast window: SDE only on w consecutive steps (0 = SDE on every step)
     sde_window_range: list[int] | None = None  # [lo, hi]: window start ~ UniformInt[lo, hi - w] (default [0, steps])
     cfg_scale: float = 1.0  # classifier-free guidance in rollouts and training (1 = no CFG)
@@ -383,6 +384,21 @@ def validate(cfg: Config) -> None:
             )
     if len(t.betas) != 2:
         raise ConfigError(f"config key 'train.betas' must be two numbers, got {t.betas}")
+    import math
+
+    import samplers
+
+    if s.method not in samplers.METHODS:
+        raise ConfigError(f"config key 'sample.method' must be one of {', '.join(samplers.METHODS)}, got {s.method!r}")
+    eval_methods = samplers.ODE_METHODS + ("sa_solver",)
+    if cfg.eval.method not in eval_methods:
+        raise ConfigError(f"config key 'eval.method' must be a deterministic sampler ({', '.join(eval_methods)}), "
+                          f"got {cfg.eval.method!r}")
+    if not (math.isfinite(s.noise_level) and s.noise_level >= 0):
+        raise ConfigError(f"config key 'sample.noise_level' must be a finite number >= 0, got {s.noise_level}")
+    if s.method == "sa_solver" and s.sde_window_size > 0:
+        raise ConfigError("config key 'sample.sde_window_size' does not apply to sample.method=sa_solver (its "
+                          "stochastic band is fixed at 0.3 <= t <= 0.9); set it to 0")
 
 
 def save_config(cfg: Config, path: str) -> None:

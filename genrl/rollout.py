@@ -67,10 +67,10 @@ def flow_rollout(policy, prompts: list[str], groups: torch.Tensor, spec: Rollout
     uncond = policy.encode([""] * n) if spec.cfg_scale != 1.0 else None
     noise = make_noise(policy, n, groups, spec, ctx, resolution)
     sigmas = policy_sigmas(policy, spec.steps, spec.shift, resolution)
-    sde = spec.method in samplers.SDE_KINDS
+    sde, stochastic = spec.method in samplers.SDE_KINDS, spec.method in samplers.STOCHASTIC_METHODS
     res = samplers.sample(
         velocity_fn(policy, cond, uncond, spec.cfg_scale, ctx), noise, sigmas, method=spec.method,
-        noise_level=spec.noise_level if sde else 0.0, sde_window=spec.sde_window if sde else None,
+        noise_level=spec.noise_level if stochastic else 0.0, sde_window=spec.sde_window if sde else None,
         record=spec.record, generator=ctx.generator,
     )
     images = policy.decode(res.samples).float().clamp(0, 1)

@@ -15,7 +15,8 @@ unless reduce="sum" is asked for. SDE math runs in float32. Imports nothing from
 from .guidance import cfg, rlg
 from .masked import REMASKING, MaskedDiffusionResult, masked_diffusion_sample, num_transfer_tokens
 from .ode import dpm2_step, euler_step, heun, heun_step
-from .sample import METHODS, ODE_METHODS, SampleResult, sample, sde_window_mask
+from .sa_solver import sa_solver_grid, sa_solver_sample
+from .sample import METHODS, ODE_METHODS, STOCHASTIC_METHODS, SampleResult, sample, sde_window_mask
 from .schedules import check_sigmas, flow_sigmas, flux_mu
 from .sde import SDE_KINDS, SDEStep, sde_log_prob, sde_mean_std, sde_step
 
@@ -27,6 +28,7 @@ __all__ = [
     "num_transfer_tokens",
     "ODE_METHODS",
     "SDE_KINDS",
+    "STOCHASTIC_METHODS",
     "SDEStep",
     "SampleResult",
     "cfg",
@@ -38,6 +40,8 @@ __all__ = [
     "heun",
     "heun_step",
     "rlg",
+    "sa_solver_grid",
+    "sa_solver_sample",
     "sample",
     "sde_log_prob",
     "sde_mean_std",

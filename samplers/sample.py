@@ -16,11 +16,14 @@ from dataclasses import dataclass
 import torch
 
 from .ode import check_same_shape, dpm2_step, heun_step
+from .sa_solver import sa_solver_grid, sa_solver_sample
 from .schedules import check_sigmas
 from .sde import SDE_KINDS, _check_noise_level, sde_step
 
 ODE_METHODS = ("euler", "heun", "dpm2")
-METHODS = ODE_METHODS + SDE_KINDS
+#: methods that take `noise_level`: the per-step-Gaussian SDEs (with log-probs) and SA-Solver (clean samples only)
+STOCHASTIC_METHODS = SDE_KINDS + ("sa_solver",)
+METHODS = ODE_METHODS + STOCHASTIC_METHODS
 RECORDS = ("final", "trajectory")
 
 VelocityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -76,7 +79,9 @@ def sample(
     """Integrate from `noise` (x at sigmas[0]) to sigmas[-1] (usually 0).
 
     method: "euler", "heun" (2 velocity evaluations per step), "dpm2" (DPM-Solver++(2M), first and last steps
-    first-order) or an SDE kind "flow_grpo", "dance", "cps" (samplers.sde) with `noise_level`. For SDE methods,
+    first-order), an SDE kind "flow_grpo", "dance", "cps" (samplers.sde) with `noise_level`, or "sa_solver"
+    (samplers.sa_solver: AWM's reference rollout sampler, tau = `noise_level` for 0.3 <= t <= 0.9, final samples
+    only, on the reference's adjusted grid: t[0] = 0.999, last nonzero t halved). For SDE methods,
     `sde_window=(start, size)` makes only those steps stochastic; the others are Euler. noise_level = 0 gives
     exactly the Euler sampler. Noise is drawn with torch.randn(..., generator=generator) in float32 on noise's
     device, so a seeded generator makes the result deterministic.
@@ -89,6 +94,15 @@ def sample(
         raise ValueError("noise must be a floating-point tensor with a leading batch dimension")
     a = _check_noise_level(noise_level)
     values = check_sigmas(sigmas)
+    if method == "sa_solver":
+        if record != "final" or sde_window is not None:
+            raise ValueError("method='sa_solver' has no per-step log-probs and no SDE window: use record='final', "
+                             "sde_window=None (its stochastic band is 0.3 <= t <= 0.9)")
+        x = sa_solver_sample(velocity_fn, noise, values, tau=a, generator=generator)
+        grid = sa_solver_grid(values)  # which steps inject noise (target t in the band); sigmas: the grid as given
+        band = torch.tensor([a > 0 and 0.3 <= g <= 0.9 for g in grid[1:-1]] + [False], dtype=torch.bool)
+        return SampleResult(samples=x, sde_steps=band, sigmas=torch.tensor(values, dtype=torch.float32,
+                                                                            device=noise.device))
     steps = len(values) - 1
     is_sde = method in SDE_KINDS
     if not is_sde and (a != 0.0 or sde_window is not None):

@@ -113,3 +113,46 @@ def test_shipped_sd35_configs_have_reference_defaults(task, kl, time_type, group
     assert a.weighting == "ghuber" and a.ghuber_p == 0.25 and a.ema_beta == 1.0 and a.ema_decay_cap == 0.3
     assert (s.steps, s.shift, s.cfg_scale, s.group_size, s.groups_per_step) == (14, 3.0, 1.0, 24, groups)
     assert cfg.train.updates_per_step == 1 and cfg.train.lr == 3e-4
+    # the reference's rollout sampler, and its zero-std mask is computed but not applied
+    assert s.method == "sa_solver" and s.noise_level == (0.0 if task == "pickscore" else 0.4)
+    assert cfg.advantage.filter_zero_std is False
+
+
+def test_discrete_with_init_starts_at_t1():
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        idx = stratified_indices(14, 6, "discrete_with_init", generator=g).tolist()
+        assert idx[0] == 0 and len(idx) == 6
+        # 5 strata of [1, 12): bounds floor(linspace(1, 12, 6)) = 1, 3, 5, 7, 9, 12
+        for k, (lo, hi) in enumerate([(1, 3), (3, 5), (5, 7), (7, 9), (9, 12)]):
+            assert lo <= idx[k + 1] < hi
+
+
+def test_continuous_time_types():
+    from genrl.algorithms.awm import train_times
+
+    grid = torch.linspace(1, 0, 15)
+    g = torch.Generator().manual_seed(0)
+    t = train_times(grid, 4, 3, "logit_normal", time_shift=3.0, generator=g)
+    assert t.shape == (12,) and (t >= 0.01).all() and (t < 1).all()
+    assert torch.equal(t.reshape(4, 3), t.reshape(4, 3)[:, :1].expand(4, 3))  # shared by the batch
+    # one time per stratum of the normal quantiles: sorted unshifted logits fall in successive quantile bins
+    t0 = t.reshape(4, 3)[:, 0].double()
+    q = torch.special.ndtr(torch.logit(t0 / (3 - 2 * t0))).sort().values  # undo the shift and the sigmoid
+    for k in range(4):
+        assert k / 4 - 1e-6 <= q[k] <= (k + 1) / 4 + 1e-6
+    t = train_times(grid, 4, 5, "uniform", time_shift=1.0, generator=g).reshape(4, 5)
+    assert (t >= 0.2).all() and (t <= 1).all()
+    for j in range(5):  # every sample gets one time from each of the 4 strata of [0.2, 1]
+        bins = ((t[:, j] - 0.2) / 0.2).floor().clamp_max(3).sort().values.tolist()
+        assert bins == [0, 1, 2, 3]
+    assert not torch.equal(t[:, 0], t[:, 1])  # per-sample times
+
+
+def test_huber_weighting():
+    from genrl.algorithms.awm import weighted_logprob
+
+    e, t = torch.tensor([0.25, 4.0]), torch.tensor([0.5, 0.2])
+    got = weighted_logprob(e, t, "huber")
+    torch.testing.assert_close(got, torch.tensor([-0.5 * (0.5 - 1e-5), -0.2 * (2.0 - 1e-5)], dtype=torch.float64),
+                               rtol=1e-6, atol=1e-9)

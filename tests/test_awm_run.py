@@ -51,7 +51,7 @@ def test_awm_rejects_too_few_rollout_steps(tiny_shapes, tmp_path):
         Trainer(cfg, progress=False)
     assert not os.path.exists(tmp_path / "r")  # refused before anything was written
     with pytest.raises(ValueError, match="time_type"):
-        load_config(raw=tiny_raw(tiny_shapes, str(tmp_path / "r2"), {**AWM, "time_type": "uniform"}))
+        load_config(raw=tiny_raw(tiny_shapes, str(tmp_path / "r2"), {**AWM, "time_type": "bogus"}))
 
 
 @pytest.mark.slow

@@ -31,7 +31,16 @@ from genrl.ema import soft_update_
 # Pure math (tested against hand-computed cases in tests/test_awm_math.py)
 # ----------------------------------------------------------------------------------------------------------------
 
-TIME_TYPES = ("discrete_wo_init", "discrete")
+DISCRETE_TIME_TYPES = ("discrete_wo_init", "discrete", "discrete_with_init")
+TIME_TYPES = DISCRETE_TIME_TYPES + ("logit_normal", "uniform")
+
+
+def _strata(lo: int, hi: int, n: int, generator: torch.Generator | None) -> torch.Tensor:
+    """One integer uniformly from each of n strata [floor(b_k), floor(b_{k+1})) of [lo, hi), b = linspace(lo, hi)."""
+    bounds = torch.linspace(lo, hi, n + 1, dtype=torch.float64).floor().long()
+    u = torch.rand(n, generator=generator, dtype=torch.float64)
+    width = (bounds[1:] - bounds[:-1]).double()
+    return bounds[:-1] + (u * width).floor().long().clamp_max((width - 1).long())
 
 
 def stratified_indices(
@@ -41,23 +50,54 @@ def stratified_indices(
     timestep_fraction: float = 0.9,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """n_train grid step indices, one uniformly drawn from each of n_train strata of [lo, hi), hi =
-    int(num_steps * timestep_fraction), lo = 1 for `discrete_wo_init` (excludes t = 1) or 0 for `discrete`.
-    Stratum k is [floor(b_k), floor(b_{k+1})) with b = linspace(lo, hi, n_train + 1); for 14 steps and 6 strata:
-    {1}, {2,3}, {4,5}, {6,7}, {8,9}, {10,11} (discrete_wo_init)."""
-    if time_type not in TIME_TYPES:
-        raise ValueError(f"unknown AWM time_type {time_type!r}; choose one of {', '.join(TIME_TYPES)}")
-    lo = 1 if time_type == "discrete_wo_init" else 0
+    """n_train grid step indices for the discrete time types, hi = int(num_steps * timestep_fraction):
+    `discrete_wo_init` one per stratum of [1, hi) (excludes t = 1), `discrete` one per stratum of [0, hi), and
+    `discrete_with_init` index 0 (t = 1) plus one per each of n_train - 1 strata of [1, hi). Stratum k is
+    [floor(b_k), floor(b_{k+1})) with b = linspace(lo, hi, n + 1); for 14 steps and 6 strata, discrete_wo_init
+    gives {1}, {2,3}, {4,5}, {6,7}, {8,9}, {10,11}."""
+    if time_type not in DISCRETE_TIME_TYPES:
+        raise ValueError(f"not a discrete AWM time_type: {time_type!r}; choose one of {', '.join(DISCRETE_TIME_TYPES)}")
     hi = int(num_steps * timestep_fraction)
-    if hi - lo < n_train:
+    lo, n = (0, n_train) if time_type == "discrete" else (1, n_train - (time_type == "discrete_with_init"))
+    if hi - lo < n:
         raise ValueError(
             f"AWM needs at least n_train={n_train} grid steps in [{lo}, {hi}); raise the rollout steps or lower "
             "algorithm.n_train"
         )
-    bounds = torch.linspace(lo, hi, n_train + 1, dtype=torch.float64).floor().long()
-    u = torch.rand(n_train, generator=generator, dtype=torch.float64)
-    width = (bounds[1:] - bounds[:-1]).double()
-    return bounds[:-1] + (u * width).floor().long().clamp_max((width - 1).long())
+    idx = _strata(lo, hi, n, generator) if n > 0 else torch.zeros(0, dtype=torch.long)
+    return torch.cat([torch.zeros(1, dtype=torch.long), idx]) if time_type == "discrete_with_init" else idx
+
+
+def _shift(t: torch.Tensor, shift: float) -> torch.Tensor:
+    return shift * t / (1 + (shift - 1) * t)
+
+
+def train_times(grid: torch.Tensor, n_train: int, batch: int, time_type: str = "discrete_wo_init",
+                timestep_fraction: float = 0.9, time_shift: float = 3.0,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """Training times t for one micro-batch, [n_train * batch], t-major ([t_0]*B, [t_1]*B, ... for shared times).
+
+    Discrete types: grid[stratified_indices(...)], shared by the batch's samples. `logit_normal`: n_train
+    stratified normal quantiles z_k = Phi^-1((k + U_k) / n_train), shuffled, t = shift(sigmoid(z)) clamped to
+    >= 0.01, shared by the batch. `uniform`: for EACH sample, n_train stratified uniforms on [0.2, 1]
+    ((k + U) / n_train rescaled), shuffled per sample, then shifted (times differ between samples). shift(t) =
+    s t / (1 + (s - 1) t) with s = time_shift. As the reference's `time_type` options."""
+    if time_type in DISCRETE_TIME_TYPES:
+        idx = stratified_indices(len(grid) - 1, n_train, time_type, timestep_fraction, generator)
+        return grid[idx].float().repeat_interleave(batch)
+    if time_type == "logit_normal":
+        u = (torch.arange(n_train, dtype=torch.float64) + torch.rand(n_train, generator=generator,
+                                                                      dtype=torch.float64)) / n_train
+        z = torch.special.ndtri(u.clamp(1e-7, 1 - 1e-7))
+        z = z[torch.randperm(n_train, generator=generator)]
+        return _shift(torch.sigmoid(z), time_shift).clamp_min(0.01).float().repeat_interleave(batch)
+    if time_type == "uniform":
+        u = (torch.arange(n_train, dtype=torch.float64)[:, None]
+             + torch.rand(n_train, batch, generator=generator, dtype=torch.float64)) / n_train
+        m = 0.2 + 0.8 * u
+        order = torch.rand(n_train, batch, generator=generator).argsort(dim=0)
+        return _shift(torch.gather(m, 0, order), time_shift).float().reshape(-1)
+    raise ValueError(f"unknown AWM time_type {time_type!r}; choose one of {', '.join(TIME_TYPES)}")
 
 
 def scale_advantages(advantages: torch.Tensor, adv_clip_max: float = 5.0, advantage_max: float = 1.0) -> torch.Tensor:
@@ -76,17 +116,20 @@ def ghuber_logprob(err: torch.Tensor, t: torch.Tensor, p: float = 0.25, eps: flo
 
 
 def weighted_logprob(err: torch.Tensor, t: torch.Tensor, weighting: str = "ghuber", p: float = 0.25) -> torch.Tensor:
-    """l(theta) for the reference's weightings: ghuber (default), uniform (-e), t (-t e), t2 (-t^2 e)."""
+    """l(theta) for the reference's weightings: ghuber (default), huber (-t (sqrt(e + 1e-10) - 1e-5)), uniform (-e),
+    t (-t e), t2 (-t^2 e)."""
     e, t = err.to(torch.float64), t.to(torch.float64)
     if weighting == "ghuber":
         return ghuber_logprob(e, t, p)
+    if weighting == "huber":
+        return -t * (torch.sqrt(e + 1e-10) - 1e-5)
     if weighting == "uniform":
         return -e
     if weighting == "t":
         return -t * e
     if weighting == "t2":
         return -t * t * e
-    raise ValueError(f"unknown AWM weighting {weighting!r}; choose ghuber, uniform, t or t2")
+    raise ValueError(f"unknown AWM weighting {weighting!r}; choose ghuber, huber, uniform, t or t2")
 
 
 def awm_loss(
@@ -158,9 +201,11 @@ class AWMConfig(AlgorithmConfig):
 
     name: str = "awm"
     n_train: int = 6  # training times per micro-batch, one per stratum, shared by its samples
-    time_type: str = "discrete_wo_init"  # discrete_wo_init (GenEval, OCR) | discrete (PickScore)
-    timestep_fraction: float = 0.9  # strata cover grid indices [lo, int(steps * fraction))
-    weighting: str = "ghuber"  # ghuber | uniform | t | t2
+    # discrete_wo_init (GenEval, OCR) | discrete (PickScore) | discrete_with_init | logit_normal | uniform
+    time_type: str = "discrete_wo_init"
+    timestep_fraction: float = 0.9  # discrete types: strata cover grid indices [lo, int(steps * fraction))
+    time_shift: float = 3.0  # logit_normal / uniform: t -> s t / (1 + (s - 1) t)
+    weighting: str = "ghuber"  # ghuber | huber | uniform | t | t2
     ghuber_p: float = 0.25
     adv_clip_max: float = 5.0  # A = clip(A_raw, +-adv_clip_max) * advantage_max / adv_clip_max
     advantage_max: float = 1.0
@@ -189,7 +234,8 @@ class AWM(Algorithm):
         if sample_cfg.cfg_scale != 1.0:
             raise ValueError(f"AWM is CFG-free (the reference trains and samples with guidance 1.0); set "
                              f"sample.cfg_scale=1 (eval.cfg_scale may still differ), got {sample_cfg.cfg_scale}")
-        stratified_indices(sample_cfg.steps, config.n_train, config.time_type, config.timestep_fraction)  # validates
+        if config.time_type in DISCRETE_TIME_TYPES:  # validates the strata against the rollout grid
+            stratified_indices(sample_cfg.steps, config.n_train, config.time_type, config.timestep_fraction)
         self.ema: dict[str, torch.Tensor] | None = None  # theta_ema (trainable tensors)
 
     def setup(self, policy, ctx: StepContext) -> None:
@@ -217,9 +263,8 @@ class AWM(Algorithm):
         x0 = mb.samples.to(ctx.device, torch.float32)
         b = x0.shape[0]
         grid = self.rollout_grid(mb)
-        idx = stratified_indices(self.sample_cfg.steps, cfg.n_train, cfg.time_type, cfg.timestep_fraction,
-                                 ctx.generator)
-        t = grid[idx].to(ctx.device).repeat_interleave(b)  # t-major: [t0]*B, [t1]*B, ...
+        t = train_times(grid, cfg.n_train, b, cfg.time_type, cfg.timestep_fraction, cfg.time_shift,
+                        ctx.generator).to(ctx.device)  # t-major: [t0]*B, [t1]*B, ...
         x0r = x0.repeat(cfg.n_train, *([1] * (x0.ndim - 1)))
         eps = torch.randn(x0r.shape, generator=ctx.generator, device=ctx.generator.device).to(ctx.device)
         tb = t.reshape(-1, *([1] * (x0.ndim - 1)))
