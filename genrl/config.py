@@ -103,6 +103,8 @@ class EMAConfig:
     enabled: bool = True
     decay: float = 0.9  # effective decay = min((1 + n) / (10 + n), decay)
     every: int = 8  # update the EMA every N optimizer updates (reference: 8)
+    # update: once per qualifying optimizer update | reference: Flow-GRPO's per-micro-batch schedule (see genrl/ema.py)
+    cadence: str = "update"
 
 
 @dataclass

@@ -4,6 +4,11 @@ and for the weights a checkpoint exports; never for sampling rollouts.
     effective decay d = min((1 + n) / (10 + n), decay),   shadow <- d * shadow + (1 - d) * theta
 
 applied on every `every`-th optimizer update (n = number of updates so far; reference: decay 0.9, every 8).
+
+cadence "update" (genrl's default): one application after update n when n % every == 0. cadence "reference":
+Flow-GRPO's own schedule, stepped after EVERY training micro-batch with n = updates done at that moment and
+applied when (n + 1) % every == 0; it therefore applies once per micro-batch of an update, a count that depends
+on micro-batches per update (and so on the GPU count). The loop calls `step` with `micro_batch=True` for that.
 """
 
 from __future__ import annotations
@@ -12,24 +17,33 @@ import torch
 
 
 class EMA:
-    def __init__(self, state: dict[str, torch.Tensor], decay: float = 0.9, every: int = 8):
+    CADENCES = ("update", "reference")
+
+    def __init__(self, state: dict[str, torch.Tensor], decay: float = 0.9, every: int = 8, cadence: str = "update"):
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"ema.decay must be in [0, 1), got {decay}")
         if every < 1:
             raise ValueError(f"ema.every must be >= 1, got {every}")
-        self.decay, self.every = decay, every
+        if cadence not in self.CADENCES:
+            raise ValueError(f"ema.cadence must be one of {', '.join(self.CADENCES)}, got {cadence!r}")
+        self.decay, self.every, self.cadence = decay, every, cadence
         self.shadow = {k: v.detach().clone().float() for k, v in state.items()}
 
     def effective_decay(self, n: int) -> float:
         return min((1.0 + n) / (10.0 + n), self.decay)
 
     @torch.no_grad()
-    def step(self, state: dict[str, torch.Tensor], n_updates: int) -> bool:
-        """Call after every optimizer update with the number of updates done; returns whether it applied."""
-        if n_updates % self.every:
+    def step(self, state, n_updates: int, micro_batch: bool = False) -> bool:
+        """cadence "update": call after every optimizer update (micro_batch=False) with the number of updates done.
+        cadence "reference": call after every training micro-batch (micro_batch=True; for the last micro-batch of
+        an update, after the update). Calls of the other kind are ignored. `state`: the trainable tensors, or a
+        callable returning them (evaluated only when the EMA applies). Returns whether it applied."""
+        if micro_batch != (self.cadence == "reference"):
+            return False
+        if (n_updates + 1 if micro_batch else n_updates) % self.every:
             return False
         d = self.effective_decay(n_updates)
-        for k, v in state.items():
+        for k, v in (state() if callable(state) else state).items():
             self.shadow[k].mul_(d).add_(v.detach().float(), alpha=1.0 - d)
         return True
 

@@ -159,7 +159,8 @@ class Trainer:
         # DeepSpeed launch config: ZeRO-1/2 engine owns gradient reduction, clipping and the optimizer step
         self.engine = init_deepspeed(self.policy, self.optimizer, self.acc, t.max_grad_norm)
         self.optimizer_state = ZeroOptimizerState(self.engine) if self.engine is not None else self.optimizer
-        self.ema = EMA(self.policy.trainable_state(), cfg.ema.decay, cfg.ema.every) if cfg.ema.enabled else None
+        self.ema = EMA(self.policy.trainable_state(), cfg.ema.decay, cfg.ema.every, cfg.ema.cadence) \
+            if cfg.ema.enabled else None
         # fp16 autocast needs loss scaling (the reference's accelerate backward does the same); no-op otherwise
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.run.mixed_precision == "fp16")
         self.scaler_skips = 0
@@ -368,7 +369,9 @@ class Trainer:
                 ctx = self._ctx(step, salt=1 + self.update)
                 self.optimizer.zero_grad(set_to_none=True)
                 bad = 0.0
-                for mb_idx in chunk:
+                for k_mb, mb_idx in enumerate(chunk):
+                    if k_mb > 0 and self.ema is not None:  # reference cadence: after each earlier micro-batch
+                        self.ema.step(self.policy.trainable_state, self.update, micro_batch=True)
                     mb = batch.select(mb_idx)
                     for loss, metrics in self.algo.losses(self.policy, mb, ctx):
                         finite = bool(torch.isfinite(loss.detach()).all())
@@ -418,7 +421,8 @@ class Trainer:
                 n_updates_done += 1
                 ctx.update = self.update
                 if self.ema is not None:
-                    self.ema.step(self.policy.trainable_state(), self.update)
+                    self.ema.step(self.policy.trainable_state, self.update)
+                    self.ema.step(self.policy.trainable_state, self.update, micro_batch=True)  # the last one
                 self.algo.after_optimizer_step(self.policy, ctx)
         out = {f"train/{k}": v / max(count, 1) for k, v in sums.items()}
         out["train/updates"] = n_updates_done

@@ -36,11 +36,13 @@ from genrl.rollout import policy_sigmas, velocity_fn
 
 
 def rlg_velocity_fn(policy, cond: dict, uncond: dict | None, cfg_scale: float, rlg_scale: float,
-                    ctx: StepContext | None = None, cfg_fn=None):
+                    ctx: StepContext | None = None, cfg_fn=None, zero_init_sigma: float | None = None):
     """velocity(x, sigma) = rlg(cfg(base), cfg(fine-tuned), rlg_scale); the base is `policy.disable_adapter()`.
 
     cfg_fn(policy, cond, uncond, cfg_scale) -> velocity(x, sigma) builds each model's CFG velocity (default: the
-    rollout's, genrl.rollout.velocity_fn); pass the plain sampler's own builder to reproduce it bit for bit."""
+    rollout's, genrl.rollout.velocity_fn); pass the plain sampler's own builder to reproduce it bit for bit.
+    zero_init_sigma: evaluations at sigma >= this value use the fine-tuned model alone (the reference's
+    `zero_init_step`: plain RL-model steps first; see `zero_init_threshold`)."""
     w = float(rlg_scale)
     if cfg_fn is None:
         ctx = ctx or sampling_context()
@@ -56,13 +58,26 @@ def rlg_velocity_fn(policy, cond: dict, uncond: dict | None, cfg_scale: float, r
 
     if w == 1.0:
         return tuned
-    if w == 0.0:
+    if w == 0.0 and zero_init_sigma is None:
         return base
 
     def fn(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        if zero_init_sigma is not None and float(sigma.reshape(-1)[0]) >= zero_init_sigma:
+            return tuned(x, sigma)
+        if w == 0.0:
+            return base(x, sigma)
         return samplers.rlg(base(x, sigma), tuned(x, sigma), w)
 
     return fn
+
+
+def zero_init_threshold(sigmas: torch.Tensor, zero_init_steps: int) -> float | None:
+    """The sigma from which steps 0 .. zero_init_steps - 1 of the grid `sigmas` are plain fine-tuned-model steps
+    (None for 0: RL Guidance from the first step, the reference's default)."""
+    if zero_init_steps < 0 or zero_init_steps > len(sigmas) - 1:
+        raise ValueError(f"zero_init_steps must be in [0, {len(sigmas) - 1}] (the number of steps), got "
+                         f"{zero_init_steps}")
+    return None if zero_init_steps == 0 else float(sigmas[zero_init_steps - 1])
 
 
 @dataclass
@@ -81,10 +96,13 @@ def sampling_context(device: torch.device | str = "cpu", seed: int = 0) -> StepC
 
 @torch.no_grad()
 def rlg_sample(policy, prompts: list[str], rlg_scale: float = 1.0, cfg_scale: float = 1.0, steps: int = 20,
-               shift: float = 1.0, method: str = "euler", seed: int = 0, resolution: int | None = None,
-               noise: torch.Tensor | None = None, device: torch.device | str | None = None) -> RLGOutput:
+               shift: float | None = None, method: str = "euler", seed: int = 0, resolution: int | None = None,
+               noise: torch.Tensor | None = None, device: torch.device | str | None = None,
+               zero_init_steps: int = 0) -> RLGOutput:
     """Sample `prompts` with RL Guidance. `seed` fixes the initial noise (one randn draw for the whole batch), so
-    the same seed gives the same noise at every scale. Deterministic methods only (euler | heun | dpm2)."""
+    the same seed gives the same noise at every scale. Deterministic methods only (euler | heun | dpm2).
+    shift=None samples on the model's own grid (its scheduler's shift: 3.0 for SD3.5, 1.0 for the shapes world);
+    the first `zero_init_steps` steps use the fine-tuned model alone."""
     if method not in samplers.ODE_METHODS:
         raise ValueError(f"RLG sampling uses a deterministic method ({', '.join(samplers.ODE_METHODS)}), got "
                          f"{method!r}")
@@ -98,7 +116,8 @@ def rlg_sample(policy, prompts: list[str], rlg_scale: float = 1.0, cfg_scale: fl
         shape = tuple(policy.noise_shape(len(prompts), resolution))
         noise = torch.randn(shape, generator=torch.Generator().manual_seed(int(seed))).to(device)
     sigmas = policy_sigmas(policy, steps, shift, resolution)
-    fn = rlg_velocity_fn(policy, cond, uncond, cfg_scale, rlg_scale, ctx)
+    fn = rlg_velocity_fn(policy, cond, uncond, cfg_scale, rlg_scale, ctx,
+                         zero_init_sigma=zero_init_threshold(sigmas, zero_init_steps))
     res = samplers.sample(fn, noise, sigmas, method=method)
     images = policy.decode(res.samples).float().clamp(0, 1)
     return RLGOutput(samples=res.samples, images=images, noise=noise)

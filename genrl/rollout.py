@@ -37,12 +37,13 @@ def velocity_fn(policy, cond: dict, uncond: dict | None, cfg_scale: float, ctx: 
     return fn
 
 
-def policy_sigmas(policy, steps: int, shift: float, resolution: int | None) -> torch.Tensor:
-    """The sigma grid: the adapter's own (`policy.sigmas(steps, shift, resolution)`, e.g. FLUX dynamic shift)
-    when it defines one, else samplers.flow_sigmas(steps, shift)."""
+def policy_sigmas(policy, steps: int, shift: float | None, resolution: int | None) -> torch.Tensor:
+    """The sigma grid: the adapter's own (`policy.sigmas(steps, shift, resolution)`, e.g. FLUX dynamic shift; with
+    shift=None the model scheduler's own shift, e.g. 3.0 for SD3.5) when it defines one, else
+    samplers.flow_sigmas(steps, shift) (shift None -> 1.0)."""
     if hasattr(policy, "sigmas"):
         return policy.sigmas(steps, shift, resolution)
-    return samplers.flow_sigmas(steps, shift)
+    return samplers.flow_sigmas(steps, 1.0 if shift is None else shift)
 
 
 def make_noise(policy, n: int, groups: torch.Tensor, spec: RolloutSpec, ctx: StepContext,

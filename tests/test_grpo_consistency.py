@@ -31,12 +31,15 @@ def test_first_ratio_is_one_and_kl_zero(model, tmp_path, sample):
     batch.advantages = info["adv"]
     assert batch.latents.shape[:2] == (8, 5) and batch.log_probs.shape == (8, 4)
     if sample.get("sde_window_size"):
-        assert int(batch.sde_steps.sum()) == 2
+        assert (batch.sde_mask.sum(1) == 2).all()  # each sample: its rollout batch's window
     terms = []
     # every sample of the step, re-batched across the two rollout batches as the loop's shuffle does
     for idx in torch.randperm(8, generator=torch.Generator().manual_seed(0)).reshape(2, 4):
         mb_terms = list(tr.algo.losses(tr.policy, batch.select(idx), tr._ctx(0, salt=1)))
-        assert len(mb_terms) == (2 if sample.get("sde_window_size") else 3)  # window steps, or int(4 * .99)
+        if sample.get("sde_window_size"):  # the union of the windows in this micro-batch (windows of 2 in [0, 3))
+            assert len(mb_terms) in (2, 3)
+        else:
+            assert len(mb_terms) == 3  # int(4 * .99)
         terms += mb_terms
     for loss, m in terms:
         assert torch.isfinite(loss)
@@ -60,3 +63,28 @@ def test_update_moves_policy_and_kl(model, tmp_path):
     mb = batch.select(chosen[:4])
     ms = [m for _, m in tr.algo.losses(tr.policy, mb, tr._ctx(0, salt=5))]
     assert max(m["kl_loss"] for m in ms) > 0  # now away from the reference
+
+
+def test_window_per_rollout_batch_and_loss_weights(model, tmp_path):
+    """window_per=batch: each rollout batch draws its own window (as the reference); a micro-batch mixing windows
+    trains step j only on the samples whose window holds it, each term weighted len(sub) / (B n) so the terms of a
+    sample add up to the mean over its n trained steps."""
+    sample = {"method": "flow_grpo", "noise_level": 0.7, "sde_window_size": 1, "sde_window_range": [0, 4],
+              "batch_size": 1}
+    cfg = tiny_config(model, str(tmp_path / "run"), sample=sample, train={"batch_size": 8})
+    tr = Trainer(cfg, progress=False)
+    batch, _ = tr.rollout_step(0)
+    starts = batch.sde_mask.float().argmax(1)
+    assert len(set(starts.tolist())) > 1  # 8 batches of one: windows differ
+    chosen, info = tr.compute_advantages(batch, 0)
+    batch.advantages = info["adv"]
+    terms = list(tr.algo.losses(tr.policy, batch, tr._ctx(0, salt=1)))
+    assert len(terms) == len(set(starts.tolist()))
+    for _loss, m in terms:
+        assert m["ratio_max_dev"] < 1e-5
+    # the same micro-batch with the window shared by the step: one term for all 8 samples
+    cfg2 = tiny_config(model, str(tmp_path / "run2"), sample=sample, train={"batch_size": 8},
+                       algorithm={"name": "grpo", "window_per": "step"})
+    tr2 = Trainer(cfg2, progress=False)
+    b2, _ = tr2.rollout_step(0)
+    assert len(set(b2.sde_mask.float().argmax(1).tolist())) == 1

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from genrl.advantages import group_advantages, nonfinite_group_mask, zero_std_mask
-from genrl.algorithms.grpo import kl_code_form, ppo_clip_loss, trained_steps
+from genrl.algorithms.grpo import kl_code_form, ppo_clip_loss, trained_mask
 from genrl.data import KRepeatSampler, load_prompts
 
 
@@ -59,12 +59,15 @@ def test_kl_code_form():
     kl = kl_code_form(mean, ref, std, h)
     # sigma_t^2 = std^2 / h = 1 -> 0.01 / 2 ; std 0 -> 0
     assert kl.tolist() == pytest.approx([0.005, 0.0])
+    # CPS: the reference divides by the step variance itself, std^2 = 0.25 -> 0.01 / 0.5
+    assert kl_code_form(mean, ref, std, h, kind="cps").tolist() == pytest.approx([0.02, 0.0])
 
 
-def test_trained_steps():
-    assert trained_steps(torch.ones(10, dtype=torch.bool), 0.99, windowed=False) == list(range(9))
-    w = torch.tensor([False, True, True, True, False, False])
-    assert trained_steps(w, 0.99, windowed=True) == [1, 2, 3]
+def test_trained_mask():
+    m = trained_mask(torch.ones(10, dtype=torch.bool), 0.99, windowed=False)
+    assert m.shape == (1, 10) and torch.nonzero(m[0]).reshape(-1).tolist() == list(range(9))
+    w = torch.tensor([[False, True, True, True, False, False], [True, True, True, False, False, False]])
+    assert trained_mask(w, 0.99, windowed=True).tolist() == w.tolist()  # per sample: its own window
 
 
 def test_k_repeat_sampler_groups_complete_and_spread():

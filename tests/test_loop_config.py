@@ -85,6 +85,32 @@ def test_shipped_configs_load():
     assert load_config("configs/sd35/pickscore_grpo.yaml").algorithm.beta == 0.01
 
 
+FAST_RECIPES = ["configs/sd35/geneval_grpo_fast_nocfg.yaml", "configs/sd35/pickscore_grpo_fast_nocfg.yaml",
+                "configs/flux/pickscore_grpo_fast.yaml"]
+
+
+@pytest.mark.parametrize("path", FAST_RECIPES)
+def test_shipped_fast_recipes_have_reference_values(path):
+    cfg = load_config(path)
+    s, a = cfg.sample, cfg.algorithm
+    assert (s.method, s.noise_level, s.sde_window_size, a.clip_range, a.beta) == ("cps", 0.8, 3, 1e-5, 0.0)
+    assert a.window_per == "batch"
+    if "sd35" in path:
+        assert s.sde_window_range == [0, 5] and s.cfg_scale == 1.0 and cfg.eval.cfg_scale == 1.0
+    else:
+        assert s.sde_window_range == [0, 3]
+
+
+def test_every_shipped_config_loads():
+    import glob
+
+    files = sorted(glob.glob("configs/*/*.yaml"))
+    files = [f for f in files if "/accelerate/" not in f]
+    assert len(files) >= 16
+    for f in files:
+        load_config(f)  # schema, types and cross-field checks
+
+
 def test_shipped_config_model_path_resolves_from_any_working_directory(tmp_path, monkeypatch):
     """configs/shapes/*.yaml name assets/shapes-base relative to the repo root; from another cwd the train CLI
     must resolve it to the repo's copy instead of treating it as a hub id."""

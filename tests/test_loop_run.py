@@ -193,6 +193,37 @@ def test_ema_schedule():
     assert ema.effective_decay(1000) == 0.9
 
 
+def test_ema_reference_cadence_fires_once_per_micro_batch():
+    """Flow-GRPO: ema.step(params, global_step) after every micro-batch, applied when (global_step + 1) % every == 0;
+    with 3 micro-batches per update and every=2 it applies 3 times with the weights after update 1."""
+    from genrl.ema import EMA
+
+    ref = torch.zeros(1)  # the reference's loop, written out
+    theta, gs, d_applied = torch.zeros(1), 0, []
+    for _update in range(3):
+        for mb in range(3):
+            if mb == 2:  # the last micro-batch syncs: optimizer step, then global_step += 1
+                theta = theta + 1
+                gs += 1
+            if (gs + 1) % 2 == 0:
+                d = min((1 + gs) / (10 + gs), 0.9)
+                ref = d * ref + (1 - d) * theta
+                d_applied.append(gs)
+    assert d_applied == [1, 1, 1, 3]
+    ema = EMA({"w": torch.zeros(1)}, decay=0.9, every=2, cadence="reference")
+    theta, n = torch.zeros(1), 0
+    for _update in range(3):  # genrl's loop: earlier micro-batches before the step, the last after it
+        for _mb in range(1, 3):
+            ema.step({"w": theta}, n, micro_batch=True)
+        theta, n = theta + 1, n + 1
+        assert not ema.step({"w": theta}, n)  # the per-update call is ignored in this cadence
+        state = {"w": theta}
+        ema.step(lambda s=state: s, n, micro_batch=True)
+    torch.testing.assert_close(ema.shadow["w"], ref)
+    with pytest.raises(ValueError, match="cadence"):
+        EMA({"w": torch.zeros(1)}, cadence="often")
+
+
 def test_eval_on_training_prompts_matches_scoring_them_as_the_eval_set(model, tmp_path):
     both = Trainer(tiny_config(model, str(tmp_path / "a"), eval={"train_prompts": 3}), progress=False)
     alone = Trainer(tiny_config(model, str(tmp_path / "b"), eval={"prompts": "shapes:train", "num_prompts": 3}),

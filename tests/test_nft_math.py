@@ -17,6 +17,25 @@ from genrl.algorithms.nft import (
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.parametrize("mode,want", [
+    ("all", [0.0, 0.0, 0.5, 1.0, 1.0]),
+    ("positive_only", [0.5, 0.5, 0.5, 1.0, 1.0]),
+    ("negative_only", [0.0, 0.0, 0.5, 0.5, 0.5]),
+    ("one_only", [0.5, 0.5, 0.5, 0.6, 0.6]),  # A -> 1[A > 0], then 0.5 + A / 10
+    ("binary", [0.4, 0.4, 0.5, 0.6, 0.6]),  # A -> sign(A)
+])
+def test_advantage_modes(mode, want):
+    a = torch.tensor([-10.0, -5.0, 0.0, 5.0, 10.0])
+    torch.testing.assert_close(optimality_probability(a, 5.0, mode), torch.tensor(want))
+
+
+def test_unknown_advantage_mode():
+    from genrl.algorithms.nft import NFTConfig
+
+    with pytest.raises(ValueError, match="adv_mode"):
+        NFTConfig(adv_mode="positive")
+
+
 def test_optimality_probability_extremes_and_middle():
     a = torch.tensor([-100.0, -5.0, -2.5, 0.0, 2.5, 5.0, 100.0])
     r = optimality_probability(a, adv_clip_max=5.0)

@@ -94,3 +94,51 @@ def test_equal_variance_gaussians_interpolate_and_extrapolate_exactly(w):
     out = rlg_sample(pol, cond_free, w, steps=200, shift=1.0, noise=noise).samples
     assert out.mean().item() == pytest.approx(1.5 * w, abs=0.05)
     assert out.std().item() == pytest.approx(1.0, abs=0.05)
+
+
+class GridToyPolicy(ToyPolicy):
+    """A toy whose scheduler has its own shift (3.0), like SD3.5's."""
+
+    device = torch.device("cpu")
+
+    def sigmas(self, steps, shift=None, resolution=None):
+        return samplers.flow_sigmas(steps, 3.0 if shift is None else shift)
+
+
+def test_default_shift_is_the_models_own():
+    pol = GridToyPolicy()
+    out = rlg_sample(pol, ["a", "b"], rlg_scale=1.0, steps=6, seed=1)
+    noise = torch.randn(2, 1, generator=torch.Generator().manual_seed(1))
+    want = samplers.sample(lambda x, s: pol.velocity(x, s, pol.encode(["a", "b"])), noise,
+                           samplers.flow_sigmas(6, 3.0)).samples
+    torch.testing.assert_close(out.samples, want)
+    from genrl.shapes.generate import generate
+
+    imgs = generate(GridToyPolicy(), ["a", "b"], seed=1, steps=6)  # `genrl sample` path: the same grid
+    torch.testing.assert_close(imgs, pol.decode(want))
+
+
+def test_zero_init_steps_use_the_tuned_model_first():
+    pol = ToyPolicy()
+    prompts = ["a", "b"]
+    tuned = rlg_sample(pol, prompts, rlg_scale=1.0, steps=6, shift=1.0, seed=2).samples
+    base = rlg_sample(pol, prompts, rlg_scale=0.0, steps=6, shift=1.0, seed=2).samples
+    assert torch.equal(rlg_sample(pol, prompts, rlg_scale=0.0, steps=6, shift=1.0, seed=2,
+                                  zero_init_steps=6).samples, tuned)
+    assert torch.equal(rlg_sample(pol, prompts, rlg_scale=0.0, steps=6, shift=1.0, seed=2,
+                                  zero_init_steps=0).samples, base)
+    # 2 tuned Euler steps, then 4 base steps
+    cond = pol.encode(prompts)
+    x = torch.randn(2, 1, generator=torch.Generator().manual_seed(2))
+    sig = samplers.flow_sigmas(6, 1.0)
+    for i in range(6):
+        if i < 2:
+            v = pol.velocity(x, sig[i], cond)
+        else:
+            with pol.disable_adapter():
+                v = pol.velocity(x, sig[i], cond)
+        x = x + (sig[i + 1] - sig[i]) * v
+    got = rlg_sample(pol, prompts, rlg_scale=0.0, steps=6, shift=1.0, seed=2, zero_init_steps=2).samples
+    torch.testing.assert_close(got, x)
+    with pytest.raises(ValueError, match="zero_init_steps"):
+        rlg_sample(pol, prompts, steps=6, zero_init_steps=7)

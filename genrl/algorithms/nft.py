@@ -34,11 +34,27 @@ from genrl.ema import soft_update_
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def optimality_probability(advantages: torch.Tensor, adv_clip_max: float = 5.0) -> torch.Tensor:
-    """r = clip(0.5 + A / (2 adv_clip_max), 0, 1): A = -adv_clip_max -> 0, A = 0 -> 0.5, A = +adv_clip_max -> 1."""
+ADV_MODES = ("all", "positive_only", "negative_only", "one_only", "binary")
+
+
+def optimality_probability(advantages: torch.Tensor, adv_clip_max: float = 5.0, adv_mode: str = "all") -> torch.Tensor:
+    """r = clip(0.5 + A / (2 adv_clip_max), 0, 1) with A first clipped to +-adv_clip_max and then, by `adv_mode`
+    (the reference's options): all (as is), positive_only (max(A, 0)), negative_only (min(A, 0)), one_only
+    (1 if A > 0 else 0) or binary (sign A). With "all": A = -adv_clip_max -> 0, A = 0 -> 0.5, +adv_clip_max -> 1."""
     if adv_clip_max <= 0:
         raise ValueError(f"adv_clip_max must be > 0, got {adv_clip_max}; the reference uses 5")
-    return (0.5 + advantages.float() / (2.0 * adv_clip_max)).clamp(0.0, 1.0)
+    a = advantages.float().clamp(-adv_clip_max, adv_clip_max)
+    if adv_mode == "positive_only":
+        a = a.clamp_min(0.0)
+    elif adv_mode == "negative_only":
+        a = a.clamp_max(0.0)
+    elif adv_mode == "one_only":
+        a = (a > 0).float()
+    elif adv_mode == "binary":
+        a = torch.sign(a)
+    elif adv_mode != "all":
+        raise ValueError(f"unknown NFT adv_mode {adv_mode!r}; choose one of {', '.join(ADV_MODES)}")
+    return (0.5 + a / (2.0 * adv_clip_max)).clamp(0.0, 1.0)
 
 
 def implicit_velocities(v_theta: torch.Tensor, v_old: torch.Tensor, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -139,6 +155,7 @@ class NFTConfig(AlgorithmConfig):
     beta: float = 1.0  # NFT mixing coefficient of v+/v- (0.1 for OCR and multi-reward)
     kl_beta: float = 1e-4  # weight of mean (v_theta - v_base)^2 (train.beta in the reference); 0 disables
     adv_clip_max: float = 5.0  # r = clip(0.5 + A / (2 adv_clip_max), 0, 1); also the loss scale
+    adv_mode: str = "all"  # all | positive_only | negative_only | one_only | binary (the reference's options)
     timestep_fraction: float = 0.99  # train int(N * fraction) of the N rollout-grid times per sample
     decay_type: int = 1  # old-policy soft-update schedule: 0 on-policy, 1 default, 2 OCR
 
@@ -146,6 +163,8 @@ class NFTConfig(AlgorithmConfig):
         if self.beta <= 0:
             raise ValueError(f"algorithm.beta must be > 0, got {self.beta}; the reference uses 1.0 (OCR: 0.1)")
         old_policy_decay(0, self.decay_type)  # validates decay_type
+        if self.adv_mode not in ADV_MODES:
+            raise ValueError(f"algorithm.adv_mode {self.adv_mode!r} unknown; choose one of {', '.join(ADV_MODES)}")
         if not 0 < self.timestep_fraction <= 1:
             raise ValueError(f"algorithm.timestep_fraction must be in (0, 1], got {self.timestep_fraction}")
 
@@ -180,7 +199,7 @@ class NFT(Algorithm):
         b = x0.shape[0]
         grid = self.rollout_grid(mb)
         times = grid_timestep_choices(grid, b, cfg.timestep_fraction, ctx.generator)  # [B, n_train]
-        r = optimality_probability(mb.advantages.float(), cfg.adv_clip_max).to(ctx.device)
+        r = optimality_probability(mb.advantages.float(), cfg.adv_clip_max, cfg.adv_mode).to(ctx.device)
         n_train = times.shape[1]
         for j in range(n_train):
             t = times[:, j].to(ctx.device)

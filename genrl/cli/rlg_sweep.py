@@ -29,7 +29,8 @@ def add_arguments(p) -> None:
     p.add_argument("--reward", action="append", metavar="NAME[:WEIGHT]",
                    help="reward(s) to score with (default: the run's rewards, else shapes)")
     p.add_argument("--steps", type=int, help="Euler steps (default: the run's eval.steps, else 20)")
-    p.add_argument("--shift", type=float, help="sigma-grid shift (default: the run's sample.shift, else 1.0)")
+    p.add_argument("--shift", type=float,
+                   help="sigma-grid shift (default: the run's sample.shift, else the model scheduler's own)")
     p.add_argument("--cfg-scale", type=float, help="text CFG inside each model (default: the run's, else 1.0)")
     p.add_argument("--seed", type=int, default=0, help="fixes the initial noise (the same at every W)")
     p.add_argument("--batch-size", type=int, default=32)
@@ -58,7 +59,7 @@ def parse_scales(text: str) -> list[float]:
 
 
 def sweep(model: str, lora: str, scales: list[float], prompts, metadata, reward_fn, steps: int = 20,
-          shift: float = 1.0, cfg_scale: float = 1.0, seed: int = 0, batch_size: int = 32, device: str = "cpu",
+          shift: float | None = None, cfg_scale: float = 1.0, seed: int = 0, batch_size: int = 32, device: str = "cpu",
           out_dir: str | None = None, policy=None) -> list[dict]:
     """Mean reward (and every numeric reward detail, e.g. shapes/strict) for each RLG scale. Same noise for all."""
     import torch
@@ -142,7 +143,8 @@ def run(args) -> int:
     source = args.prompts or ev.get("prompts") or "shapes:eval"
     n = args.num_prompts if args.num_prompts is not None else int(ev.get("num_prompts") or 96)
     steps = args.steps or int(ev.get("steps") or 20)
-    shift = args.shift if args.shift is not None else float(sm.get("shift", 1.0))
+    # the run's sample.shift, else (a plain LoRA directory) the model scheduler's own shift
+    shift = args.shift if args.shift is not None else (float(sm["shift"]) if sm.get("shift") is not None else None)
     cfg_scale = args.cfg_scale if args.cfg_scale is not None else float(
         ev.get("cfg_scale") if ev.get("cfg_scale") is not None else sm.get("cfg_scale", 1.0))
     weights = parse_rewards(args.reward) if args.reward else dict(rc.get("rewards") or {"shapes": 1.0})
@@ -156,8 +158,9 @@ def run(args) -> int:
     os.makedirs(args.out, exist_ok=True)
     rows = sweep(args.model, args.lora, scales, ps.prompts, ps.metadata, reward_fn, steps=steps, shift=shift,
                  cfg_scale=cfg_scale, seed=args.seed, batch_size=args.batch_size, device=device, out_dir=args.out)
+    shift_s = "the model's own" if shift is None else f"{shift:g}"
     header = (f"Base `{args.model}`, fine-tuned `{args.lora}`; {len(ps.prompts)} prompts from `{source}`, "
-              f"{steps}-step Euler (shift {shift:g}), CFG {cfg_scale:g} inside each model, seed {args.seed}; "
+              f"{steps}-step Euler (shift {shift_s}), CFG {cfg_scale:g} inside each model, seed {args.seed}; "
               f"rewards {weights}. W = 0: base, W = 1: fine-tuned.")
     md_path, png = write_outputs(rows, args.out, header)
     print(open(md_path).read())

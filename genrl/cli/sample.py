@@ -24,7 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     p.add_argument("--cfg-scale", type=float, default=DEFAULT_CFG)
     p.add_argument("--method", default="euler", help="sampler: euler | heun | dpm2")
-    p.add_argument("--shift", type=float, default=DEFAULT_SHIFT, help="sigma-schedule shift")
+    p.add_argument("--shift", type=float, default=DEFAULT_SHIFT,
+                   help="sigma-schedule shift (default: the model scheduler's own, e.g. 3.0 for SD3.5)")
     p.add_argument("--resolution", type=int, default=None, help="image side (default: the model's)")
     p.add_argument("--threads", type=int, default=None, help="torch threads")
     p.add_argument("--lora", default=None, metavar="RUN_DIR_OR_LORA",

@@ -1,7 +1,8 @@
 """Sampling images from a flow policy with samplers.sample (ODE by default), with classifier-free guidance.
 
-Convention: t = sigma in [0, 1], t = 1 noise; sampling integrates from sigma = 1 to 0 on
-samplers.flow_sigmas(steps, shift). CFG: v = samplers.cfg(v(x | ""), v(x | prompt), cfg_scale) (one batched
+Convention: t = sigma in [0, 1], t = 1 noise; sampling integrates from sigma = 1 to 0 on the model's grid
+(genrl.rollout.policy_sigmas: the adapter's own schedule, shift=None = its scheduler's shift, else
+samplers.flow_sigmas(steps, shift)). CFG: v = samplers.cfg(v(x | ""), v(x | prompt), cfg_scale) (one batched
 forward of [uncond; cond]); cfg_scale = 1 is plain conditional sampling. Determinism: the initial noise for
 the whole prompt list is drawn from torch.Generator().manual_seed(seed), so the same seed and prompts give the
 same images whatever the batch size. `velocity_fn_factory` lets callers (RL Guidance) replace the velocity.
@@ -17,7 +18,7 @@ import samplers
 
 DEFAULT_STEPS = 20
 DEFAULT_CFG = 1.0
-DEFAULT_SHIFT = 1.0
+DEFAULT_SHIFT = None  # the model's own scheduler shift (1.0 for the shapes world, 3.0 for SD3.5)
 
 
 def cfg_velocity(policy, cond, uncond, cfg_scale: float) -> Callable:
@@ -36,7 +37,7 @@ def cfg_velocity(policy, cond, uncond, cfg_scale: float) -> Callable:
 
 @torch.no_grad()
 def generate(policy, prompts: list[str], seed: int = 0, steps: int = DEFAULT_STEPS, cfg_scale: float = DEFAULT_CFG,
-             method: str = "euler", shift: float = DEFAULT_SHIFT, batch_size: int = 64,
+             method: str = "euler", shift: float | None = DEFAULT_SHIFT, batch_size: int = 64,
              resolution: int | None = None, velocity_fn_factory: Callable | None = None) -> torch.Tensor:
     """Images float [N, 3, H, W] in [0, 1] for `prompts` (see module docstring).
 
@@ -46,7 +47,9 @@ def generate(policy, prompts: list[str], seed: int = 0, steps: int = DEFAULT_STE
     if steps < 1:
         raise ValueError(f"generate: steps must be >= 1, got {steps}")
     noise = torch.randn(policy.noise_shape(len(prompts), resolution), generator=torch.Generator().manual_seed(seed))
-    sigmas = samplers.flow_sigmas(steps, shift=shift)
+    from genrl.rollout import policy_sigmas
+
+    sigmas = policy_sigmas(policy, steps, shift, resolution)
     uncond = policy.encode([""])
     out = []
     for i in range(0, len(prompts), batch_size):
