@@ -55,9 +55,7 @@ def load_prompts(source: str, key: str = "data.prompts") -> PromptSet:
             raise ValueError(f"{key}: unknown shapes split {split!r}; use shapes:train or shapes:eval")
         return _shapes_split(split)
     if not os.path.exists(source):
-        raise FileNotFoundError(
-            f"{key}: prompt file {source!r} not found; give a text file with one prompt per line or shapes:train"
-        )
+        raise FileNotFoundError(f"{key}: prompt file {source!r} not found; {_missing_hint(source)}")
     try:
         with open(source, encoding="utf-8") as f:
             lines = f.read().splitlines()
@@ -69,6 +67,20 @@ def load_prompts(source: str, key: str = "data.prompts") -> PromptSet:
     if not prompts:
         raise ValueError(f"{key}: prompt file {source!r} has no prompts; write one prompt per line")
     return PromptSet(prompts, None, os.path.basename(source))
+
+
+def _missing_hint(source: str) -> str:
+    """How to get a missing prompt file: the generated sets, where the reference's PickScore prompts come from."""
+    norm = source.replace(os.sep, "/")
+    if "geneval" in norm:
+        return "write GenEval-style train/test metadata with `genrl data geneval --out dataset/geneval`"
+    if "ocr" in norm:
+        return "write text-rendering prompts with `genrl data ocr --out dataset/ocr`"
+    if "pickscore" in norm:
+        return ("the reference's PickScore prompts (Pick-a-Pic) are the Flow-GRPO repository's "
+                "dataset/pickscore/{train,test}.txt: put them there, or pass any prompt file with "
+                "data.prompts=FILE eval.prompts=FILE")
+    return "give a text file with one prompt per line, a .jsonl file with a \"prompt\" field, or shapes:train"
 
 
 def _jsonl(source: str, lines: list[str], key: str) -> PromptSet:
