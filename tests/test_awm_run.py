@@ -59,3 +59,17 @@ def test_awm_resume_is_exact(tiny_shapes, tmp_path):
     from test_nft_run import resume_matches_straight_run
 
     resume_matches_straight_run(tiny_shapes, tmp_path, AWM)
+
+
+def test_awm_with_sa_solver_rollouts(tiny_shapes, tmp_path):
+    """The SD3.5 recipes' rollout sampler on the one loop: SA-Solver (tau 0.4), clean samples, any time type."""
+    raw = tiny_raw(tiny_shapes, str(tmp_path / "run"), {**AWM, "time_type": "logit_normal"},
+                   sample={"steps": 4, "method": "sa_solver", "noise_level": 0.4, "group_size": 2,
+                           "groups_per_step": 2, "batch_size": 4})
+    trainer = Trainer(load_config(raw=raw), progress=False)
+    batch, _ = trainer.rollout_step(0)
+    assert torch.isfinite(batch.samples).all() and "latents" not in batch
+    res = trainer.run()
+    assert res.steps_done == 2
+    rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    assert all(r["train/ratio_mean"] == 1.0 for r in rows if "train/loss" in r)
