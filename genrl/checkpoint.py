@@ -8,14 +8,20 @@ Layout of RUN_DIR/checkpoints/step_000020/:
     optimizer.pt            optimizer state_dict (tensors + numbers; loaded with weights_only=True); under
                             DeepSpeed, every process's ZeRO partition (genrl.distributed.ZeroOptimizerState)
     state.pt                step, update count, counters, scheduler, algorithm state, RNG states
-    meta.json               step, time, what is inside
+    meta.json               step, time, what is inside, and every file's size and sha256 (written last)
 Writing goes to checkpoints/.tmp-step_XXXXXX and is renamed into place with os.replace after every file is
 flushed; then `latest` (a text file holding the directory name) is replaced atomically. A crash at any moment
-leaves the previous checkpoint and pointer intact.
+leaves the previous checkpoint and pointer intact. Old checkpoints are renamed to .del-step_XXXXXX before they
+are deleted, so a half-deleted one is never mistaken for a checkpoint; `clean_interrupted` removes such leftovers.
+
+On resume, `find_resumable` verifies checkpoints against their manifest (sizes and sha256) from the newest to the
+oldest and returns the newest intact one with a note for each damaged one it skipped; loading problems are
+one-line errors that never suggest unsafe unpickling.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -98,12 +104,12 @@ def save_checkpoint(run_dir: str, step: int, *, policy, ema, optimizer_state: di
         policy.save_trainable(os.path.join(tmp, "lora"))
     torch.save(optimizer_state, os.path.join(tmp, "optimizer.pt"))
     torch.save(state, os.path.join(tmp, "state.pt"))
-    with open(os.path.join(tmp, "meta.json"), "w") as f:
-        json.dump({"step": step, "time": time.time(), "ema": ema is not None}, f)
     for dirpath, _, files in os.walk(tmp):
         for fn in files:
             with open(os.path.join(dirpath, fn), "rb") as fh:
                 os.fsync(fh.fileno())
+    meta = {"step": step, "time": time.time(), "ema": ema is not None, "files": _manifest(tmp)}
+    _write_atomic_text(os.path.join(tmp, "meta.json"), json.dumps(meta))
     if os.path.exists(final):  # re-saving the same step (e.g. after a resume): move the old one aside first
         trash = os.path.join(root, f".old-{name}")
         shutil.rmtree(trash, ignore_errors=True)
@@ -118,48 +124,144 @@ def save_checkpoint(run_dir: str, step: int, *, policy, ema, optimizer_state: di
     return final
 
 
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _manifest(directory: str) -> dict[str, list]:
+    """{relative path: [size, sha256]} of every file under `directory` (meta.json excluded)."""
+    out = {}
+    for dirpath, _, files in os.walk(directory):
+        for fn in files:
+            full = os.path.join(dirpath, fn)
+            rel = os.path.relpath(full, directory)
+            if rel != "meta.json":
+                out[rel] = [os.path.getsize(full), _sha256(full)]
+    return out
+
+
+def verify_checkpoint(path: str) -> str | None:
+    """None if checkpoint dir `path` is intact, else what is wrong (one line). Checkpoints written before the
+    manifest existed are checked for their required files only."""
+    for required in ("trainable.safetensors", "optimizer.pt", "state.pt"):
+        if not os.path.isfile(os.path.join(path, required)):
+            return f"{required} is missing"
+    try:
+        with open(os.path.join(path, "meta.json")) as f:
+            files = json.load(f).get("files")
+    except (OSError, ValueError):
+        return "meta.json is missing or unreadable"
+    for rel, (size, digest) in (files or {}).items():
+        full = os.path.join(path, rel)
+        if not os.path.isfile(full):
+            return f"{rel} is missing"
+        if os.path.getsize(full) != size:
+            return f"{rel} has {os.path.getsize(full)} bytes, {size} were written (truncated or replaced)"
+        if _sha256(full) != digest:
+            return f"{rel} does not match its checksum (damaged)"
+    return None
+
+
 def _prune(root: str, keep_last: int, keep: str) -> None:
     if keep_last <= 0:
         return
     done = sorted(d for d in os.listdir(root) if d.startswith("step_") and os.path.isdir(os.path.join(root, d)))
     for d in done[:-keep_last]:
         if d != keep:
-            shutil.rmtree(os.path.join(root, d), ignore_errors=True)
+            trash = os.path.join(root, f".del-{d}")
+            os.replace(os.path.join(root, d), trash)  # a half-deleted checkpoint is never a step_* dir
+            shutil.rmtree(trash, ignore_errors=True)
 
 
-def latest_checkpoint(run_dir: str) -> str | None:
-    """The directory `latest` points to (or the newest complete step_* dir if the pointer is missing)."""
+def clean_interrupted(run_dir: str) -> list[str]:
+    """Remove what an interrupted save or prune left behind (.tmp-*, .old-*, .del-* dirs, latest.tmp); returns
+    the names removed."""
     root = os.path.join(run_dir, "checkpoints")
+    if not os.path.isdir(root):
+        return []
+    gone = []
+    for d in sorted(os.listdir(root)):
+        full = os.path.join(root, d)
+        if d.startswith((".tmp-", ".old-", ".del-")) and os.path.isdir(full):
+            shutil.rmtree(full, ignore_errors=True)
+            gone.append(d)
+        elif d == "latest.tmp":
+            os.remove(full)
+            gone.append(d)
+    return gone
+
+
+def _candidates(root: str) -> list[str]:
+    """Checkpoint names, newest first, the `latest` pointer's target before the others."""
+    names = sorted((d for d in os.listdir(root) if d.startswith("step_") and os.path.isdir(os.path.join(root, d))),
+                   reverse=True)
     ptr = os.path.join(root, "latest")
     if os.path.isfile(ptr):
         with open(ptr) as f:
             name = f.read().strip()
-        path = os.path.join(root, name)
-        if os.path.isfile(os.path.join(path, "state.pt")):
-            return path
+        if name in names:
+            names.remove(name)
+            names.insert(0, name)
+    return names
+
+
+def find_resumable(run_dir: str) -> tuple[str | None, list[str]]:
+    """(the newest intact checkpoint or None, a note for each damaged one skipped)."""
+    root = os.path.join(run_dir, "checkpoints")
     if not os.path.isdir(root):
-        return None
-    done = sorted(d for d in os.listdir(root) if d.startswith("step_") and
-                  os.path.isfile(os.path.join(root, d, "state.pt")))
-    return os.path.join(root, done[-1]) if done else None
+        return None, []
+    notes = []
+    for name in _candidates(root):
+        path = os.path.join(root, name)
+        problem = verify_checkpoint(path)
+        if problem is None:
+            return path, notes
+        notes.append(f"checkpoint {name} is damaged ({problem}); skipped")
+    return None, notes
+
+
+def latest_checkpoint(run_dir: str) -> str | None:
+    """The newest intact checkpoint of `run_dir` (the `latest` pointer's target first), or None."""
+    return find_resumable(run_dir)[0]
+
+
+def _load_pt(path: str):
+    try:
+        return torch.load(path, weights_only=True)
+    except Exception as e:  # truncated / garbage / a pickle with non-tensor objects: never retry unsafely
+        raise ValueError(f"checkpoint file {path} cannot be read ({type(e).__name__}); it is damaged or was not "
+                         "written by genrl; resume from an earlier checkpoint (delete this one)") from None
 
 
 def load_checkpoint(path: str, *, policy, ema, optimizer) -> dict:
     """Restore weights, EMA and optimizer from checkpoint dir `path`; returns the state.pt dict."""
-    raw = load_file(os.path.join(path, "trainable.safetensors"))
+    try:
+        raw = load_file(os.path.join(path, "trainable.safetensors"))
+    except Exception as e:
+        raise ValueError(f"checkpoint file {path}/trainable.safetensors cannot be read ({type(e).__name__}); it "
+                         "is damaged; resume from an earlier checkpoint (delete this one)") from None
     params = dict(policy.named_parameters())
     missing = [k for k in raw if k not in params]
     if missing:
         raise ValueError(f"checkpoint {path} does not match the model (unknown tensor {missing[0]!r}); "
                          "resume with the same model.path and model.lora_rank")
+    for k, v in raw.items():
+        if tuple(v.shape) != tuple(params[k].shape):
+            raise ValueError(f"checkpoint {path} does not match the model: {k} has shape {tuple(v.shape)} there and "
+                             f"{tuple(params[k].shape)} now; resume with the run's own model.lora_rank / model "
+                             "settings")
     with torch.no_grad():
         for k, v in raw.items():
             params[k].copy_(v)
     if ema is not None and os.path.isfile(os.path.join(path, "ema.safetensors")):
         ema.load_state_dict(load_file(os.path.join(path, "ema.safetensors")))
-    opt_state = torch.load(os.path.join(path, "optimizer.pt"), weights_only=True)
+    opt_state = _load_pt(os.path.join(path, "optimizer.pt"))
     if "zero_rank_states" in opt_state and isinstance(optimizer, torch.optim.Optimizer):
         raise ValueError(f"checkpoint {path} was written by a DeepSpeed run; resume it with the same DeepSpeed "
                          "launch config and process count")
     optimizer.load_state_dict(opt_state)
-    return torch.load(os.path.join(path, "state.pt"), weights_only=True)
+    return _load_pt(os.path.join(path, "state.pt"))

@@ -31,7 +31,14 @@ import torch
 
 from genrl.advantages import nonfinite_group_mask, zero_std_mask
 from genrl.algorithms import Batch, StepContext, get_algorithm
-from genrl.checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from genrl.checkpoint import (
+    clean_interrupted,
+    find_resumable,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from genrl.config import Config, save_config
 from genrl.data import KRepeatSampler, PromptSet, load_prompts
 from genrl.ema import EMA
@@ -174,9 +181,19 @@ class Trainer:
         self.nonfinite_in_row = 0
         self.first_eval: dict | None = None
         self.last_eval: dict | None = None
-        ckpt = latest_checkpoint(run_dir) if resume else None
         if resume and not os.path.isfile(os.path.join(run_dir, "config.yaml")):
             raise FileNotFoundError(f"{run_dir} is not a run directory (no config.yaml); nothing to resume")
+        ckpt = None
+        if resume:
+            ckpt, notes = find_resumable(run_dir)
+            if self.main:
+                for d in clean_interrupted(run_dir):
+                    self.log_fn(f"genrl: removed {d} (left by an interrupted checkpoint write)")
+                for note in notes:
+                    self.log_fn(f"genrl: {note}")
+                if ckpt is None:
+                    self.log_fn(f"genrl: {run_dir} has no intact checkpoint; starting from step 0 (its metrics are "
+                                "replaced)")
         if ckpt is not None:
             self._restore(ckpt)
         self.algo.setup(self.policy, self._ctx(self.step))

@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     mod = importlib.import_module(args._module)
     try:
         return int(mod.run(args) or 0)
+    except KeyboardInterrupt:
+        print(f"\ngenrl {args.command}: interrupted", file=sys.stderr)
+        return 130
     except (UserError, FileNotFoundError, ValueError, KeyError) as e:
         if os.environ.get("GENRL_DEBUG"):
             raise

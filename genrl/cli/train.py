@@ -60,6 +60,10 @@ def run(args) -> int:
             if not os.path.isfile(cfg_file):
                 raise UserError(f"--resume {args.resume}: no config.yaml there; pass a run directory written by "
                                 "genrl train")
+            changed = [o.split("=", 1)[0] for o in overrides if o.split("=", 1)[0].split(".")[0] in ("model", "run")]
+            if changed:
+                raise UserError(f"{changed[0]} cannot change on --resume (the checkpoints hold this run's own model "
+                                "and directory); start a new run with a new run.dir instead")
             raw = read_yaml(cfg_file)
             cfg = load_config(raw=raw, overrides=overrides)
             cfg.run.dir = args.resume
@@ -84,6 +88,11 @@ def run(args) -> int:
         result = train(cfg, resume=bool(args.resume), progress=not args.no_progress)
     except TrainingAborted as e:
         raise UserError(str(e)) from None
+    except KeyboardInterrupt:
+        import sys
+
+        print(f"\ngenrl train: interrupted; resume with `genrl train --resume {cfg.run.dir}`", file=sys.stderr)
+        return 130
     _report(result)
     return 0
 
