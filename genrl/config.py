@@ -48,6 +48,7 @@ class RunConfig:
     log_every: int = 1  # write a metrics.jsonl line every N steps
     tensorboard: bool = True
     max_nonfinite_in_row: int = 3  # abort after this many consecutive skipped (non-finite) updates
+    max_idle_steps: int = 20  # abort after this many steps in a row with nothing to learn from (0 = never)
     threads: int = 0  # torch CPU threads (0 = torch's default); 1 is much faster on a busy/shared CPU
 
 
@@ -357,9 +358,14 @@ def load_config(path: str | None = None, overrides: list[str] | None = None, raw
 
 def validate(cfg: Config) -> None:
     """Cross-field checks (one-line errors naming the keys)."""
+    import math
+
     s, t = cfg.sample, cfg.train
+    if s.group_size < 2:
+        raise ConfigError(f"config key 'sample.group_size' must be >= 2 (advantages are relative within a group), got "
+                          f"{s.group_size}")
     for key, val in [
-        ("sample.steps", s.steps), ("sample.group_size", s.group_size), ("sample.groups_per_step", s.groups_per_step),
+        ("sample.steps", s.steps), ("sample.groups_per_step", s.groups_per_step),
         ("sample.batch_size", s.batch_size), ("train.batch_size", t.batch_size),
         ("train.updates_per_step", t.updates_per_step), ("train.inner_epochs", t.inner_epochs),
     ]:
@@ -367,8 +373,19 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"config key {key!r} must be >= 1, got {val}")
     if t.steps < 0:
         raise ConfigError(f"config key 'train.steps' must be >= 0, got {t.steps}")
-    if s.group_size < 2:
-        raise ConfigError("config key 'sample.group_size' must be >= 2 (advantages are relative within a group)")
+    if not (math.isfinite(t.lr) and t.lr > 0):
+        raise ConfigError(f"config key 'train.lr' must be a finite number > 0, got {t.lr}")
+    if s.resolution is not None and s.resolution < 1:
+        raise ConfigError(f"config key 'sample.resolution' must be a positive number of pixels (or null for the "
+                          f"model's own), got {s.resolution}")
+    for key, val in [("checkpoint.every", cfg.checkpoint.every), ("eval.every", cfg.eval.every),
+                     ("checkpoint.keep_last", cfg.checkpoint.keep_last),
+                     ("run.max_idle_steps", cfg.run.max_idle_steps)]:
+        if val < 0:
+            raise ConfigError(f"config key {key!r} must be >= 0, got {val}")
+    for name, w in cfg.rewards.items():
+        if not isinstance(w, int | float) or not math.isfinite(w):
+            raise ConfigError(f"config key 'rewards.{name}' must be a finite weight, got {w}")
     if not cfg.rewards:
         raise ConfigError("config key 'rewards' is empty; give at least one, e.g. rewards={shapes: 1.0}")
     if cfg.run.mixed_precision not in ("no", "fp16", "bf16"):
@@ -386,8 +403,6 @@ def validate(cfg: Config) -> None:
             )
     if len(t.betas) != 2:
         raise ConfigError(f"config key 'train.betas' must be two numbers, got {t.betas}")
-    import math
-
     import samplers
 
     if s.method not in samplers.METHODS:

@@ -179,6 +179,7 @@ class Trainer:
         self.wall_offset = 0.0
         self.skipped_updates = 0
         self.nonfinite_in_row = 0
+        self.idle_in_row = 0
         self.first_eval: dict | None = None
         self.last_eval: dict | None = None
         if resume and not os.path.isfile(os.path.join(run_dir, "config.yaml")):
@@ -239,7 +240,8 @@ class Trainer:
         return {
             "step": self.step, "update": self.update, "samples_seen": self.samples_seen,
             "wall_time": self.wall_offset + (time.time() - self.t0), "skipped_updates": self.skipped_updates,
-            "nonfinite_in_row": self.nonfinite_in_row, "scheduler": self.scheduler.state_dict(),
+            "nonfinite_in_row": self.nonfinite_in_row, "idle_in_row": self.idle_in_row,
+            "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(), "scaler_skips": self.scaler_skips,
             "algorithm": self.algo.state_dict(), "rng": rng_state(),
         }
@@ -249,6 +251,7 @@ class Trainer:
         self.step, self.update, self.samples_seen = int(st["step"]), int(st["update"]), int(st["samples_seen"])
         self.wall_offset = float(st["wall_time"])
         self.skipped_updates, self.nonfinite_in_row = int(st["skipped_updates"]), int(st["nonfinite_in_row"])
+        self.idle_in_row = int(st.get("idle_in_row", 0))
         self.scheduler.load_state_dict(st["scheduler"])
         if st.get("scaler"):
             self.scaler.load_state_dict(st["scaler"])
@@ -274,8 +277,10 @@ class Trainer:
             if self.train_prompts.metadata is not None:
                 b.metadata = [self.train_prompts.metadata[j] for j in sl]
             if b.get("rewards") is None:
-                out = self.reward_fn(reward_input(b), b.prompts, b.get("metadata"))
+                out, bad = self._score(reward_input(b), b.prompts, b.get("metadata"))
                 b.rewards = out.scores.float().cpu()
+                b.rewards[bad] = float("nan")  # non-finite samples are never scored: their groups are dropped
+                details.setdefault("nonfinite_samples", []).append(bad.float())
                 for k, v in out.details.items():
                     if isinstance(v, torch.Tensor) and v.numel() == len(b) and v.is_floating_point():
                         details.setdefault(k, []).append(v.detach().float().cpu().reshape(-1))
@@ -284,6 +289,17 @@ class Trainer:
         batch = Batch.cat(batches)
         batch.rewards = batch.rewards.cpu().float()
         return batch, {k: torch.cat(v) for k, v in details.items()}
+
+    def _score(self, outputs, prompts: list[str], metadata):
+        """The reward of `outputs`, with samples holding NaN/inf (a diverged model) masked out: they are scored as
+        zeros and returned in `bad` [B] so the caller marks their rewards non-finite."""
+        bad = torch.zeros(len(prompts), dtype=torch.bool)
+        if isinstance(outputs, torch.Tensor) and outputs.is_floating_point():
+            bad = ~torch.isfinite(outputs.detach()).flatten(1).all(1).cpu()
+            if bad.any():
+                outputs = torch.where(bad.reshape(-1, *[1] * (outputs.ndim - 1)).to(outputs.device),
+                                      torch.zeros_like(outputs), outputs)
+        return self.reward_fn(outputs, prompts, metadata), bad
 
     def _gather(self, t: torch.Tensor) -> torch.Tensor:
         if self.world == 1:
@@ -299,9 +315,11 @@ class Trainer:
         good = ~bad
         n_bad_groups = int(torch.unique(g_all[bad]).numel())
         if not good.any():
+            n_bad = int((~torch.isfinite(r_all)).sum())
             raise TrainingAborted(
-                f"step {step}: every reward was non-finite ({n_bad_groups} groups); check the reward model "
-                f"({', '.join(cfg.rewards)}) on these samples"
+                f"step {step}: every group had a non-finite reward ({n_bad} of {len(r_all)} samples, {n_bad_groups} "
+                f"groups): the model's outputs hold NaN/inf (lower train.lr) or the reward failed "
+                f"({', '.join(cfg.rewards)})"
             )
         adv_all = torch.zeros_like(r_all)
         adv_all[good] = self.algo.advantages(r_all[good], g_all[good]).float()
@@ -430,6 +448,11 @@ class Trainer:
                     continue
                 self.nonfinite_in_row = 0
                 grad_norms.append(float(norm))
+                if not all(bool(torch.isfinite(p).all()) for p in self.params):
+                    raise TrainingAborted(
+                        f"step {step}: the trainable weights became non-finite after update {self.update + 1}; lower "
+                        f"train.lr (now {self.scheduler.get_last_lr()[0]:g}); the last checkpoint is intact"
+                    )
                 if self.engine is None:
                     self.scaler.step(self.optimizer)
                     self.scaler.update()
@@ -499,8 +522,9 @@ class Trainer:
             if b.get("rewards") is not None:
                 scores, details = b.rewards.float().cpu(), b.get("details") or {}
             else:
-                out = self.reward_fn(outputs, prompts, meta)
-                scores, details = out.scores, out.details
+                out, bad = self._score(outputs, prompts, meta)
+                scores, details = out.scores.float().clone(), out.details
+                scores[bad] = float("nan")
             for k, j in enumerate(ids):
                 row = {"idx": j, "reward": float(scores[k])}
                 for name, v in details.items():
@@ -520,6 +544,25 @@ class Trainer:
             save_checkpoint(self.cfg.run.dir, self.step, policy=self.policy, ema=self.ema, optimizer_state=opt_state,
                             state=self._state(), keep_last=self.cfg.checkpoint.keep_last)
         self.acc.wait_for_everyone()
+
+    def _check_idle(self, step: int, train_metrics: dict, info: dict, bar) -> None:
+        """A step with nothing to learn from (no update, or every advantage 0: all groups zero-std) is counted;
+        run.max_idle_steps of them in a row abort (a collapsed or saturated run should not report success)."""
+        idle = train_metrics.get("train/updates", 0) == 0 or info.get("train/adv_abs_mean", 0.0) == 0.0
+        self.idle_in_row = self.idle_in_row + 1 if idle else 0
+        info["train/idle_steps_in_row"] = self.idle_in_row
+        if idle and self.main:
+            msg = (f"genrl: step {step + 1} had nothing to learn from (zero-std ratio "
+                   f"{info.get('train/zero_std_ratio', float('nan')):.2f}, {train_metrics.get('train/updates', 0)} "
+                   f"updates); {self.idle_in_row} in a row")
+            (bar.write if bar is not None else self.log_fn)(msg)
+        limit = self.cfg.run.max_idle_steps
+        if limit > 0 and self.idle_in_row >= limit:
+            raise TrainingAborted(
+                f"step {step + 1}: {self.idle_in_row} steps in a row had nothing to learn from (every group's rewards "
+                "were equal, or no update was made): the model collapsed or the reward saturated; check the samples, "
+                "lower train.lr, or raise run.max_idle_steps"
+            )
 
     def run(self) -> RunResult:
         cfg = self.cfg
@@ -549,6 +592,7 @@ class Trainer:
             t_train = time.time() - t1
             self.step = step + 1
             self.samples_seen += cfg.sample.group_size * cfg.sample.groups_per_step
+            self._check_idle(step, train_metrics, info, bar)
             rec = {"step": self.step, "wall_time": self._wall(), "samples_seen": self.samples_seen, **info,
                    **train_metrics, "train/lr": self.scheduler.get_last_lr()[0],
                    "train/skipped_updates": self.skipped_updates, "train/scaler_skips": self.scaler_skips,

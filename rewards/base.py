@@ -107,6 +107,9 @@ def concat_outputs(outs: list[RewardOutput]) -> RewardOutput:
 
 
 def _check_prompts(prompts) -> list[str]:
+    if prompts is None:
+        raise ValueError("prompts is None; pass one prompt string per sample (e.g. [''] * n for a reward that "
+                         "ignores prompts)")
     if isinstance(prompts, str):
         raise ValueError("prompts must be a list of strings (one per sample), not a single string")
     prompts = list(prompts)
@@ -170,6 +173,10 @@ def _check_float_tensor(x: torch.Tensor) -> None:
         raise ValueError(f"image tensors must have shape [N, 3, H, W], got {tuple(x.shape)}")
     if not x.is_floating_point():
         raise ValueError(f"image tensors must be float in [0, 1], got dtype {x.dtype}; divide uint8 by 255")
+    bad = ~torch.isfinite(x.detach()).flatten(1).all(1)
+    if bad.any():
+        raise ValueError(f"image tensor has non-finite values (NaN/inf) in sample(s) "
+                         f"{torch.nonzero(bad).reshape(-1)[:8].tolist()}; drop or fix them before scoring")
     if x.numel() and (x.min() < -1e-3 or x.max() > 1 + 1e-3):
         raise ValueError(
             f"image tensor values must lie in [0, 1], got [{x.min():.3f}, {x.max():.3f}]; map [-1,1] with (x+1)/2"

@@ -138,7 +138,7 @@ def test_nonfinite_rewards_drop_groups_then_abort(model, tmp_path):
     assert res.steps_done == 1 and row["train/nonfinite_groups"] >= 1 and row["train/updates"] == 1
     cfg = tiny_config(model, str(tmp_path / "b"), rewards={"test_nan_group": 1.0}, eval={"every": 0},
                       reward_options={"test_nan_group": {"all_nan": True}})
-    with pytest.raises(TrainingAborted, match="every reward was non-finite"):
+    with pytest.raises(TrainingAborted, match="every group had a non-finite reward"):
         Trainer(cfg, progress=False).run()
 
 
