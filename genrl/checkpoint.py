@@ -94,6 +94,26 @@ def save_checkpoint(run_dir: str, step: int, *, policy, ema, optimizer_state: di
     final, tmp = os.path.join(root, name), os.path.join(root, f".tmp-{name}")
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
+    try:
+        _write_files(tmp, step, policy=policy, ema=ema, optimizer_state=optimizer_state, state=state)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a failed write (disk full, interrupt) leaves nothing half-written
+        raise
+    if os.path.exists(final):  # re-saving the same step (e.g. after a resume): move the old one aside first
+        trash = os.path.join(root, f".old-{name}")
+        shutil.rmtree(trash, ignore_errors=True)
+        os.replace(final, trash)
+        os.replace(tmp, final)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+    _fsync_dir(root)
+    _write_atomic_text(os.path.join(root, "latest"), name + "\n")
+    _prune(root, keep_last, keep=name)
+    return final
+
+
+def _write_files(tmp: str, step: int, *, policy, ema, optimizer_state: dict, state: dict) -> None:
     raw = policy.trainable_state()
     save_file(_cpu(raw), os.path.join(tmp, "trainable.safetensors"))
     if ema is not None:
@@ -110,18 +130,6 @@ def save_checkpoint(run_dir: str, step: int, *, policy, ema, optimizer_state: di
                 os.fsync(fh.fileno())
     meta = {"step": step, "time": time.time(), "ema": ema is not None, "files": _manifest(tmp)}
     _write_atomic_text(os.path.join(tmp, "meta.json"), json.dumps(meta))
-    if os.path.exists(final):  # re-saving the same step (e.g. after a resume): move the old one aside first
-        trash = os.path.join(root, f".old-{name}")
-        shutil.rmtree(trash, ignore_errors=True)
-        os.replace(final, trash)
-        os.replace(tmp, final)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
-    _fsync_dir(root)
-    _write_atomic_text(os.path.join(root, "latest"), name + "\n")
-    _prune(root, keep_last, keep=name)
-    return final
 
 
 def _sha256(path: str) -> str:

@@ -34,6 +34,7 @@ from genrl.algorithms import Batch, StepContext, get_algorithm
 from genrl.checkpoint import (
     clean_interrupted,
     find_resumable,
+    latest_checkpoint,
     load_checkpoint,
     rng_state,
     save_checkpoint,
@@ -69,6 +70,19 @@ def _mix(*xs: int) -> int:
 def reward_input(b: Batch):
     """What the reward scores: the batch's `outputs` (texts, clips, assets, ...) or, for image flows, `images`."""
     return b.outputs if b.get("outputs") is not None else b.images
+
+
+def check_writable(run_dir: str) -> None:
+    """One-line error, before any model loading, if run.dir cannot be created or written into."""
+    path = os.path.abspath(run_dir)
+    probe = path
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        raise ValueError(f"run.dir {run_dir!r} cannot be created: {probe} is a file; choose another run.dir")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ValueError(f"run.dir {run_dir!r} cannot be written: no write permission in {probe} (or a read-only "
+                         "file system); choose a writable run.dir")
 
 
 def _dir_nonempty(path: str) -> bool:
@@ -113,6 +127,7 @@ class Trainer:
                 f"run.dir {run_dir!r} already exists and is not empty; pick a new run.dir=... or continue it with "
                 f"`genrl train --resume {run_dir}`"
             )
+        check_writable(run_dir)
         self.train_prompts: PromptSet = load_prompts(cfg.data.prompts, "data.prompts")
         # eval sets: (metric prefix, prompts); the held-out set, and optionally a fixed subset of the training prompts
         self.eval_sets: list[tuple[str, PromptSet]] = []
@@ -541,8 +556,20 @@ class Trainer:
     def checkpoint(self) -> None:
         opt_state = self.optimizer_state.state_dict()  # collective under DeepSpeed (gathers ZeRO partitions)
         if self.main:
-            save_checkpoint(self.cfg.run.dir, self.step, policy=self.policy, ema=self.ema, optimizer_state=opt_state,
-                            state=self._state(), keep_last=self.cfg.checkpoint.keep_last)
+            try:
+                save_checkpoint(self.cfg.run.dir, self.step, policy=self.policy, ema=self.ema,
+                                optimizer_state=opt_state, state=self._state(), keep_last=self.cfg.checkpoint.keep_last)
+            except OSError as e:
+                import errno
+
+                kept = latest_checkpoint(self.cfg.run.dir)
+                what = ("no space left on device" if e.errno == errno.ENOSPC
+                        else f"{type(e).__name__}: {e.strerror or e}")
+                raise TrainingAborted(
+                    f"step {self.step}: writing the checkpoint failed ({what}); "
+                    + (f"the last good checkpoint {kept} is intact: free space and resume with `genrl train --resume "
+                       f"{self.cfg.run.dir}`" if kept else "no earlier checkpoint exists")
+                ) from None
         self.acc.wait_for_everyone()
 
     def _check_idle(self, step: int, train_metrics: dict, info: dict, bar) -> None:
