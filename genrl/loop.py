@@ -212,6 +212,12 @@ class Trainer:
                                 "replaced)")
         if ckpt is not None:
             self._restore(ckpt)
+        # prompts the reward cannot score (outside a world's grammar, no quoted text, ...) fail here, before
+        # anything is written, not at the first rollout
+        for ps in [self.train_prompts] + [p for _, p in self.eval_sets]:
+            meta = ps.metadata if ps.metadata is not None else getattr(self.policy, "metadata_for", lambda _: None)(
+                ps.prompts)
+            self.reward_fn.check_inputs(ps.prompts, meta)
         self.algo.setup(self.policy, self._ctx(self.step))
         self.acc.wait_for_everyone()  # every rank has checked run.dir before the main process writes into it
         if self.main:

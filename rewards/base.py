@@ -42,6 +42,10 @@ class Reward:
     def score(self, samples, prompts: list[str], metadata: list[dict] | None) -> RewardOutput:
         raise NotImplementedError
 
+    def check_inputs(self, prompts: list[str], metadata: list[dict] | None = None) -> None:
+        """Raise a one-line ValueError if these prompts / metadata cannot be scored (checked without samples, e.g.
+        by a trainer before it starts). Default: anything goes."""
+
     def __call__(self, samples, prompts, metadata=None) -> RewardOutput:
         prompts = _check_prompts(prompts)
         n = len(prompts)

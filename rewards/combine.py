@@ -27,6 +27,10 @@ class CombinedReward(Reward):
         self.rewards = {k: load(k, **options.get(k, {})) for k in weights}
         self.name = "+".join(f"{w:g}*{k}" for k, w in self.weights.items())
 
+    def check_inputs(self, prompts, metadata=None) -> None:
+        for reward in self.rewards.values():
+            reward.check_inputs(prompts, metadata)
+
     def __call__(self, samples, prompts, metadata=None) -> RewardOutput:
         total, details = None, {}
         for name, reward in self.rewards.items():

@@ -172,11 +172,11 @@ class GenEvalReward(Reward):
             self.threshold, self.counting_threshold, self.max_objects, self.margin,
         )
 
-    def score(self, samples, prompts, metadata) -> RewardOutput:
+    def check_inputs(self, prompts, metadata=None) -> None:
         if metadata is None:
             raise ValueError(
                 "geneval needs metadata per sample: GenEval rows like {'tag': 'counting', 'include': "
-                "[{'class': 'cat', 'count': 2}], 'exclude': [{'class': 'cat', 'count': 3}]}"
+                "[{'class': 'cat', 'count': 2}], 'exclude': [{'class': 'cat', 'count': 3}]} (`genrl data geneval`)"
             )
         known = set(self.class_names)
         for m in metadata:
@@ -185,6 +185,9 @@ class GenEvalReward(Reward):
                 if req["class"] not in known:
                     raise ValueError(f"geneval: class {req['class']!r} is not a detector class; use one of "
                                      f"{', '.join(self.class_names)}")
+
+    def score(self, samples, prompts, metadata) -> RewardOutput:
+        self.check_inputs(prompts, metadata)
         verdicts = [self.judge(img, raw, m) for img, raw, m in zip(samples, self.detect(samples), metadata)]
         partial = torch.tensor([v.score for v in verdicts], dtype=torch.float32)
         strict = torch.tensor([float(v.strict) for v in verdicts])

@@ -107,13 +107,17 @@ class OcrReward(Reward):
         result, _ = self.engine(image, use_cls=self.use_cls)
         return "".join(text for _, text, conf in (result or []) if float(conf) > 0)
 
-    def score(self, images, prompts, metadata=None) -> RewardOutput:
-        targets = [quoted_target(p) for p in prompts]
+    def check_inputs(self, prompts, metadata=None) -> None:
         if self.missing == "error":
-            for p, t in zip(prompts, targets):
-                if t is None:
-                    raise ValueError(f"ocr: prompt {p!r} has no text in double quotes; quote the text to render "
+            for p in prompts:
+                if quoted_target(p) is None:
+                    shown = p if len(p) <= 80 else p[:77] + "..."
+                    raise ValueError(f"ocr: prompt {shown!r} has no text in double quotes; quote the text to render "
                                      "(e.g. 'a sign that says \"OPEN\"') or load('ocr', missing='zero')")
+
+    def score(self, images, prompts, metadata=None) -> RewardOutput:
+        self.check_inputs(prompts)
+        targets = [quoted_target(p) for p in prompts]
         scores, texts = [], []
         for image, target in zip(images, targets):
             text = self.recognise(image) if target is not None else ""

@@ -77,3 +77,21 @@ def test_bad_values_refused_before_anything_is_written(model, tmp_path, capsys, 
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err and "Traceback" not in err
     assert not os.path.exists(run)
+
+
+def test_prompts_the_reward_cannot_score_are_refused_before_anything_is_written(model, tmp_path, capsys):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a photo of two red circles\na photo of two purple dragons\n")
+    cfg_path = tmp_path / "c.yaml"
+    run = tmp_path / "run"
+    save_config(tiny_config(model, str(run), data={"prompts": str(prompts)}), str(cfg_path))
+    assert cli(["train", str(cfg_path), "--no-progress"]) == 2
+    assert "unknown shape 'dragons'" in capsys.readouterr().err
+    assert cli(["train", str(cfg_path), "rewards={ocr: 1.0}", f"data.prompts={prompts}", "--no-progress"]) == 2
+    assert "has no text in double quotes" in capsys.readouterr().err
+    assert not os.path.exists(run)
+    from rewards.shapes.world import parse_prompt
+
+    with pytest.raises(ValueError) as e:
+        parse_prompt("x" * 10000)
+    assert len(str(e.value)) < 500 and "(10000 characters)" in str(e.value)  # not 20,000 characters

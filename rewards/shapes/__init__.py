@@ -39,15 +39,25 @@ class ShapesReward(Reward):
             raise ValueError(f"shapes reward: score must be 'partial' or 'strict', got {score!r}")
         self.score_kind = score
 
-    def score(self, samples, prompts, metadata) -> RewardOutput:
-        imgs = samples.permute(0, 2, 3, 1).cpu().numpy().astype(np.float64)
-        strict, partial, tags, objs = [], [], [], []
-        for i, (img, prompt) in enumerate(zip(imgs, prompts)):
+    @staticmethod
+    def _specs(prompts, metadata) -> list[dict]:
+        specs = []
+        for i, prompt in enumerate(prompts):
             spec = (metadata[i] or {}).get("spec") if metadata is not None else None
             if spec is None:
                 spec = parse_prompt(prompt)
             else:
                 validate_spec(spec)
+            specs.append(spec)
+        return specs
+
+    def check_inputs(self, prompts, metadata=None) -> None:
+        self._specs(prompts, metadata)
+
+    def score(self, samples, prompts, metadata) -> RewardOutput:
+        imgs = samples.permute(0, 2, 3, 1).cpu().numpy().astype(np.float64)
+        strict, partial, tags, objs = [], [], [], []
+        for img, spec in zip(imgs, self._specs(prompts, metadata)):
             found = detect(img)
             r = score_objects(found, spec)
             strict.append(r["strict"])

@@ -99,28 +99,33 @@ def validate_spec(spec: dict) -> None:
         raise ValueError(f"shapes spec names shape(s) {classes} more than once; use one clause per shape")
 
 
+def _short(text: str, limit: int = 60) -> str:
+    """repr of `text`, cut to `limit` characters (error messages stay one readable line for huge prompts)."""
+    return repr(text) if len(text) <= limit else repr(text[: limit - 3] + "...") + f" ({len(text)} characters)"
+
+
 def _parse_phrase(text: str, prompt: str) -> tuple[dict, bool]:
     words = text.split()
     if len(words) not in (2, 3):
-        raise ValueError(f"cannot parse {text!r} in prompt {prompt!r}; {_GRAMMAR_HINT}")
+        raise ValueError(f"cannot parse {_short(text)} in prompt {_short(prompt)}; {_GRAMMAR_HINT}")
     det, *rest = words
     if det in ("a", "an"):
         count, numbered = 1, False
     elif det in NUMBERS:
         count, numbered = NUMBERS[det], True
     else:
-        raise ValueError(f"expected 'a' or a number (one..four) before {' '.join(rest)!r} in {prompt!r}")
+        raise ValueError(f"expected 'a' or a number (one..four) before {_short(' '.join(rest))} in {_short(prompt)}")
     color = None
     if len(rest) == 2:
         color = rest[0]
         if color not in COLORS:
-            raise ValueError(f"unknown color {color!r} in {prompt!r}; colors are {', '.join(COLORS)}")
+            raise ValueError(f"unknown color {_short(color)} in {_short(prompt)}; colors are {', '.join(COLORS)}")
     noun = rest[-1]
     shape = noun[:-1] if noun.endswith("s") and noun[:-1] in SHAPES else noun
     if shape not in SHAPES:
-        raise ValueError(f"unknown shape {noun!r} in {prompt!r}; shapes are {', '.join(SHAPES)}")
+        raise ValueError(f"unknown shape {_short(noun)} in {_short(prompt)}; shapes are {', '.join(SHAPES)}")
     if (noun != shape) != (count > 1):
-        raise ValueError(f"number and noun disagree in {text!r} (prompt {prompt!r})")
+        raise ValueError(f"number and noun disagree in {_short(text)} (prompt {_short(prompt)})")
     obj = {"class": shape, "count": count}
     if color:
         obj["color"] = color
@@ -143,7 +148,7 @@ def parse_prompt(prompt: str) -> dict:
             return _finish("position", [a, b], prompt)
     parts = text.split(" and ")
     if len(parts) > 2:
-        raise ValueError(f"prompt {prompt!r} names more than two kinds of object; {_GRAMMAR_HINT}")
+        raise ValueError(f"prompt {_short(prompt)} names more than two kinds of object; {_GRAMMAR_HINT}")
     parsed = [_parse_phrase(p, prompt) for p in parts]
     objs = [o for o, _ in parsed]
     if len(objs) == 2:
@@ -160,6 +165,6 @@ def _finish(tag: str, objs: list[dict], prompt: str) -> dict:
     try:
         validate_spec(spec)
     except ValueError as e:
-        raise ValueError(f"prompt {prompt!r}: {e}") from None
+        raise ValueError(f"prompt {_short(prompt)}: {e}") from None
     spec["prompt"] = prompt
     return spec
