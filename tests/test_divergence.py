@@ -95,3 +95,27 @@ def test_prompts_the_reward_cannot_score_are_refused_before_anything_is_written(
     with pytest.raises(ValueError) as e:
         parse_prompt("x" * 10000)
     assert len(str(e.value)) < 500 and "(10000 characters)" in str(e.value)  # not 20,000 characters
+
+
+def test_sample_refuses_to_overwrite_and_score_refuses_a_directory(model, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "sample_00.png").write_bytes(b"earlier")
+    assert cli(["sample", "--model", model, "--prompt", "a photo of a red circle", "--num", "1", "--out", str(out)]) == 2
+    assert "already exists and is not empty" in capsys.readouterr().err
+    assert (out / "sample_00.png").read_bytes() == b"earlier"
+    assert cli(["sample", "--model", str(out / "sample_00.png"), "--prompt", "x", "--out", str(tmp_path / "o2")]) == 2
+    assert "is a file" in capsys.readouterr().err
+    assert cli(["score", "--reward", "jpeg_compressibility", "--images", str(out), "--prompts", str(out / "x"),
+                "--out", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err
+
+
+def test_help_documents_options_and_config_keys(capsys):
+    with pytest.raises(SystemExit):
+        cli(["train", "--help"])
+    text = capsys.readouterr().out
+    assert "train: steps, lr," in text and "docs/training.md" in text
+    with pytest.raises(SystemExit):
+        cli(["sample", "--help"])
+    assert "(default: 20)" in capsys.readouterr().out

@@ -23,6 +23,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class _Help(argparse.HelpFormatter):
+    """Shows an option's default unless it is None / a flag or the help text already says it."""
+
+    def _get_help_string(self, action):
+        h = action.help or ""
+        d = action.default
+        if "default" in h or d is None or d is argparse.SUPPRESS or isinstance(d, bool) or not action.option_strings:
+            return h
+        return f"{h} (default: %(default)s)"
+
+
 class UserError(Exception):
     """A problem with the user's input; printed as one line without a traceback."""
 
@@ -32,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"genrl {genrl.__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_) in COMMANDS.items():
-        sp = sub.add_parser(name, help=help_, description=help_)
+        sp = sub.add_parser(name, help=help_, description=help_, formatter_class=_Help)
         sp.set_defaults(_module=module)
         sp._genrl_module = module  # noqa: SLF001 - arguments are added on demand
     return p

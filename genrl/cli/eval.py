@@ -14,18 +14,18 @@ from genrl.shapes.generate import DEFAULT_CFG, DEFAULT_SHIFT, DEFAULT_STEPS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="assets/shapes-base", help="pipeline directory (default: the shipped base)")
+    p.add_argument("--model", default="assets/shapes-base", help="pipeline directory or hub id")
     p.add_argument("--reward", default="shapes", help="reward name (rewards.available())")
     p.add_argument("--split", default="eval", choices=["train", "eval"], help="shapes-world prompt split")
     p.add_argument("--out", default=None, help="write the scores as JSON here")
     p.add_argument("--grid", default=None, help="also write a PNG grid of the first images of each category")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS)
-    p.add_argument("--cfg-scale", type=float, default=DEFAULT_CFG)
+    p.add_argument("--seed", type=int, default=0, help="seed of the fixed per-prompt noise")
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="sampler steps")
+    p.add_argument("--cfg-scale", type=float, default=DEFAULT_CFG, help="classifier-free guidance (1 = none)")
     p.add_argument("--method", default="euler", help="sampler: euler | heun | dpm2")
     p.add_argument("--shift", type=float, default=DEFAULT_SHIFT, help="sigma-schedule shift")
     p.add_argument("--per-category", type=int, default=None, help="eval entries per category (default 48)")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64, help="images per forward")
     p.add_argument("--threads", type=int, default=None, help="torch threads")
 
 

@@ -16,13 +16,13 @@ from genrl.shapes.generate import DEFAULT_CFG, DEFAULT_SHIFT, DEFAULT_STEPS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="assets/shapes-base", help="pipeline directory (default: the shipped base)")
+    p.add_argument("--model", default="assets/shapes-base", help="pipeline directory or hub id")
     p.add_argument("--prompt", required=True, help='e.g. "a photo of two red circles"')
     p.add_argument("--num", type=int, default=8, help="number of images")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS)
-    p.add_argument("--cfg-scale", type=float, default=DEFAULT_CFG)
+    p.add_argument("--seed", type=int, default=0, help="seed of the initial noise (same seed, same images)")
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="sampler steps")
+    p.add_argument("--cfg-scale", type=float, default=DEFAULT_CFG, help="classifier-free guidance (1 = none)")
     p.add_argument("--method", default="euler", help="sampler: euler | heun | dpm2")
     p.add_argument("--shift", type=float, default=DEFAULT_SHIFT,
                    help="sigma-schedule shift (default: the model scheduler's own, e.g. 3.0 for SD3.5)")
@@ -58,8 +58,11 @@ def run(args) -> int:
         torch.set_num_threads(args.threads)
     if args.num < 1 or args.steps < 1:
         raise UserError("--num and --steps must be >= 1")
-    if not os.path.exists(args.model):
-        raise UserError(f"--model {args.model} not found; train one with `genrl pretrain shapes --out DIR`")
+    if os.path.isfile(args.out) or (os.path.isdir(args.out) and os.listdir(args.out)):
+        raise UserError(f"--out {args.out} already exists and is not empty; choose a new directory (nothing was "
+                        "written)")
+    if os.path.isfile(args.model):
+        raise UserError(f"--model {args.model} is a file; pass a pipeline directory or a hub id")
     if getattr(args, "rlg_scale", None) is not None and not getattr(args, "lora", None):
         raise UserError("--rlg-scale needs --lora RUN_DIR_OR_LORA (the fine-tuned model to guide with)")
     if getattr(args, "lora", None):

@@ -124,6 +124,9 @@ def run(args) -> int:
 
     import rewards
 
+    if args.out and os.path.isdir(args.out):
+        raise _user_error(f"--out {args.out} is a directory; give a file name such as {args.out.rstrip('/')}/"
+                          "scores.jsonl")
     weights = parse_rewards(args.reward)
     opts = parse_options(args.option, weights)
     paths, prompts, metas = read_inputs(args.images, args.prompts)

@@ -17,7 +17,28 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = REPO_ROOT / "configs" / "shapes" / "awm.yaml"
 
 
+def _config_keys() -> str:
+    """The config sections and their keys (the `algorithm:` keys depend on algorithm.name)."""
+    import dataclasses
+
+    from genrl.config import Config
+
+    lines = []
+    for f in dataclasses.fields(Config):
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        keys = [g.name for g in dataclasses.fields(default)] if dataclasses.is_dataclass(default) else []
+        lines.append(f"  {f.name}: {', '.join(keys)}" if keys else f"  {f.name}")
+    return "\n".join(lines)
+
+
 def add_arguments(p) -> None:
+    import argparse
+
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = ("config keys (override any with KEY=VALUE, e.g. train.lr=1e-4 sample.group_size=16; the algorithm: "
+                "keys depend on algorithm.name: grpo | nft | awm | ...):\n" + _config_keys() +
+                "\n\nEvery key with its meaning and default: genrl/config.py and docs/training.md; shipped configs: "
+                "configs/.")
     p.add_argument("args", nargs="*", metavar="[CONFIG.yaml] [KEY=VALUE]",
                    help="a config file followed by overrides such as train.steps=50 rewards={shapes: 1.0}")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")

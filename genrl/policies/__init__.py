@@ -24,6 +24,9 @@ def read_model_index(path: str, local_files_only: bool = False) -> dict:
         index = os.path.join(path, "model_index.json")
         if not os.path.isfile(index):
             raise FileNotFoundError(f"{path} is not a diffusers pipeline directory (no model_index.json)")
+    elif os.path.isfile(path):
+        raise FileNotFoundError(f"model path {path!r} is a file, not a pipeline directory (with model_index.json) "
+                                "or a hub id")
     elif os.path.exists(path) or path.startswith((".", "/")) or path.count("/") != 1:
         raise FileNotFoundError(f"model path {path!r} does not exist (expected a pipeline directory or a hub id)")
     else:
