@@ -101,7 +101,8 @@ def test_sample_refuses_to_overwrite_and_score_refuses_a_directory(model, tmp_pa
     out = tmp_path / "out"
     out.mkdir()
     (out / "sample_00.png").write_bytes(b"earlier")
-    assert cli(["sample", "--model", model, "--prompt", "a photo of a red circle", "--num", "1", "--out", str(out)]) == 2
+    args = ["sample", "--model", model, "--prompt", "a photo of a red circle", "--num", "1", "--out", str(out)]
+    assert cli(args) == 2
     assert "already exists and is not empty" in capsys.readouterr().err
     assert (out / "sample_00.png").read_bytes() == b"earlier"
     assert cli(["sample", "--model", str(out / "sample_00.png"), "--prompt", "x", "--out", str(tmp_path / "o2")]) == 2
