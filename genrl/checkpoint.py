@@ -152,17 +152,25 @@ def _manifest(directory: str) -> dict[str, list]:
     return out
 
 
-def verify_checkpoint(path: str) -> str | None:
-    """None if checkpoint dir `path` is intact, else what is wrong (one line). Checkpoints written before the
-    manifest existed are checked for their required files only."""
-    for required in ("trainable.safetensors", "optimizer.pt", "state.pt"):
-        if not os.path.isfile(os.path.join(path, required)):
-            return f"{required} is missing"
+#: what a checkpoint needs to resume a run (exporting / sampling needs only its lora/)
+RESUME_FILES = ("trainable.safetensors", "optimizer.pt", "state.pt")
+
+
+def verify_checkpoint(path: str, required: tuple[str, ...] = RESUME_FILES) -> str | None:
+    """None if checkpoint dir `path` is intact, else what is wrong (one line): the `required` entries exist and
+    every file matches the manifest in meta.json (checkpoints written before the manifest existed are checked for
+    the required entries only)."""
+    for entry in required:
+        if not os.path.exists(os.path.join(path, entry)):
+            return f"{entry} is missing"
+    meta = os.path.join(path, "meta.json")
+    if not os.path.isfile(meta):
+        return None if required != RESUME_FILES else "meta.json is missing"
     try:
-        with open(os.path.join(path, "meta.json")) as f:
+        with open(meta) as f:
             files = json.load(f).get("files")
-    except (OSError, ValueError):
-        return "meta.json is missing or unreadable"
+    except (OSError, ValueError, AttributeError):
+        return "meta.json is unreadable"
     for rel, (size, digest) in (files or {}).items():
         full = os.path.join(path, rel)
         if not os.path.isfile(full):
@@ -217,7 +225,7 @@ def _candidates(root: str) -> list[str]:
     return names
 
 
-def find_resumable(run_dir: str) -> tuple[str | None, list[str]]:
+def find_resumable(run_dir: str, required: tuple[str, ...] = RESUME_FILES) -> tuple[str | None, list[str]]:
     """(the newest intact checkpoint or None, a note for each damaged one skipped)."""
     root = os.path.join(run_dir, "checkpoints")
     if not os.path.isdir(root):
@@ -225,16 +233,16 @@ def find_resumable(run_dir: str) -> tuple[str | None, list[str]]:
     notes = []
     for name in _candidates(root):
         path = os.path.join(root, name)
-        problem = verify_checkpoint(path)
+        problem = verify_checkpoint(path, required)
         if problem is None:
             return path, notes
         notes.append(f"checkpoint {name} is damaged ({problem}); skipped")
     return None, notes
 
 
-def latest_checkpoint(run_dir: str) -> str | None:
-    """The newest intact checkpoint of `run_dir` (the `latest` pointer's target first), or None."""
-    return find_resumable(run_dir)[0]
+def latest_checkpoint(run_dir: str, required: tuple[str, ...] = RESUME_FILES) -> str | None:
+    """The newest intact checkpoint of `run_dir` (the `latest` pointer's target first) holding `required`, or None."""
+    return find_resumable(run_dir, required)[0]
 
 
 def _load_pt(path: str):

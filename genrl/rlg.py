@@ -136,7 +136,7 @@ def find_lora(path: str) -> str:
         return path
     if os.path.isdir(os.path.join(path, "lora")):
         return os.path.join(path, "lora")
-    ckpt = latest_checkpoint(path) if os.path.isdir(os.path.join(path, "checkpoints")) else None
+    ckpt = latest_checkpoint(path, ("lora",)) if os.path.isdir(os.path.join(path, "checkpoints")) else None
     if ckpt is None or not os.path.isdir(os.path.join(ckpt, "lora")):
         raise FileNotFoundError(f"--lora {path!r}: no LoRA weights (*.safetensors) in it, and no checkpoint with a "
                                 "lora/ folder under its checkpoints/; pass a run directory with a checkpoint")
