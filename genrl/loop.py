@@ -146,7 +146,8 @@ class Trainer:
         torch.manual_seed(cfg.run.seed)
         self.policy = load_model(cfg).to(self.device)
         checked = {"data.prompts": self.train_prompts.prompts}
-        checked.update({"eval.prompts": ps.prompts for prefix, ps in self.eval_sets if prefix == "eval/"})
+        if self.eval_sets:
+            checked["eval.prompts"] = self.eval_sets[0][1].prompts
         self.algo.check_inputs(self.policy, checked)  # e.g. algorithm/model kinds match, prompts fit the context
         from genrl.distributed import shard_policy
 
