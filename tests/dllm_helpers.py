@@ -30,7 +30,7 @@ def tiny_dllm_raw(model: str, run_dir: str, algo: dict, **sections) -> dict:
         "train": {"steps": 2, "batch_size": 4, "lr": 1e-2},
         "algorithm": {"response_length": 16, "block_length": 8, "diffusion_steps": 4, "temperature": 1.0,
                       **algo},
-        "rewards": {"sudoku": 1.0},
+        "rewards": {"sudoku": 1.0, "test_digit_ones": 1.0},  # sudoku scores 0 on random models: add a dense term
         "reward_options": {"sudoku": {"partial": True}},
         "ema": {"enabled": False},
         "eval": {"every": 1, "prompts": "sudoku:eval", "num_prompts": 4, "batch_size": 4, "grid_images": 4},
@@ -43,3 +43,26 @@ def tiny_dllm_raw(model: str, run_dir: str, algo: dict, **sections) -> dict:
 
 def tiny_dllm_config(model: str, run_dir: str, algo: dict, overrides: list[str] | None = None, **sections):
     return load_config(raw=tiny_dllm_raw(model, run_dir, algo, **sections), overrides=overrides)
+
+
+def _register_test_reward() -> None:
+    """`test_digit_ones`: the fraction of '1' characters in a completion, a dense signal on random models."""
+    import torch
+
+    from rewards.base import Reward, RewardOutput
+    from rewards.registry import available, register
+
+    if "test_digit_ones" in available():
+        return
+
+    @register("test_digit_ones")
+    class DigitOnes(Reward):
+        name = "test_digit_ones"
+        input_format = "text"
+        batch_size = 1024
+
+        def score(self, samples, prompts, metadata):
+            return RewardOutput(torch.tensor([s.count("1") / max(1, len(s)) for s in samples]), {})
+
+
+_register_test_reward()

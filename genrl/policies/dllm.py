@@ -98,7 +98,7 @@ class TransformersDLLM(MaskedLMPolicy):
                 raise ValueError(f"{path} needs its own modelling code; set model.trust_remote_code: true if you "
                                  "trust it") from None
             raise
-        if getattr(model.config, "use_bidirectional_attention", None) is False:
+        if "use_bidirectional_attention" in model.config.to_dict() and not model.config.use_bidirectional_attention:
             raise ValueError(f"{path} is a causal language model, not a mask predictor; masked diffusion needs full "
                              "attention (e.g. GemmaConfig(use_bidirectional_attention=True))")
         mask_id = mask_token_id if mask_token_id is not None else tok.mask_token_id

@@ -127,7 +127,7 @@ def pretrain(out: str, cfg: DLLMPretrainConfig, mcfg: PuzzlesModelConfig | None 
     rng = np.random.default_rng(cfg.seed)
     pyrng = random.Random(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    history, t0, step = [], time.time(), 0
+    history, t0, c0, step = [], time.time(), time.process_time(), 0
     model.train()
     while step < cfg.steps and (time.time() - t0) < cfg.minutes * 60:
         n_s = int(rng.binomial(cfg.batch_size, cfg.sudoku_fraction))
@@ -144,7 +144,8 @@ def pretrain(out: str, cfg: DLLMPretrainConfig, mcfg: PuzzlesModelConfig | None 
         if step % 25 == 0:
             log(f"step {step} loss {loss.item():.4f} ({(time.time() - t0) / 60:.1f} min)")
         if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps:
-            rec = {"step": step, "minutes": (time.time() - t0) / 60, "loss": float(loss.detach()),
+            rec = {"step": step, "minutes": (time.time() - t0) / 60, "cpu_minutes": (time.process_time() - c0) / 60,
+                   "loss": float(loss.detach()),
                    **evaluate_world(model, tok)}
             history.append(rec)
             log(json.dumps(rec))
@@ -153,6 +154,7 @@ def pretrain(out: str, cfg: DLLMPretrainConfig, mcfg: PuzzlesModelConfig | None 
     final = history[-1] if history and history[-1]["step"] == step else \
         {"step": step, "minutes": (time.time() - t0) / 60, **evaluate_world(model, tok)}
     info = {"config": asdict(cfg), "model": asdict(mcfg), "steps": step, "minutes": (time.time() - t0) / 60,
+            "cpu_minutes": (time.process_time() - c0) / 60,
             "final": final, "history": history}
     save_model(model, tok, out, info)
     return info
