@@ -34,6 +34,7 @@ class MaskedDLLMConfig(AlgorithmConfig):
     temperature: float = 0.3  # rollout sampling temperature (d1 sudoku: 0.3)
     remasking: str = "low_confidence"  # low_confidence | random
     eval_temperature: float = 0.0  # evaluation decoding (0 = greedy, deterministic)
+    eval_diffusion_steps: int | None = None  # evaluation denoising steps (None = diffusion_steps)
 
 
 def validate_generation(cfg: MaskedDLLMConfig) -> None:
@@ -48,9 +49,11 @@ def validate_generation(cfg: MaskedDLLMConfig) -> None:
         raise ValueError(f"algorithm.response_length ({cfg.response_length}) does not divide into blocks of "
                          f"algorithm.block_length ({cfg.block_length}); pick a block_length that divides it")
     blocks = cfg.response_length // cfg.block_length
-    if cfg.diffusion_steps % blocks:
-        raise ValueError(f"algorithm.diffusion_steps ({cfg.diffusion_steps}) must be a multiple of the number of "
-                         f"blocks response_length / block_length = {blocks}")
+    for key in ("diffusion_steps", "eval_diffusion_steps"):
+        v = getattr(cfg, key)
+        if v is not None and (v < 1 or v % blocks):
+            raise ValueError(f"algorithm.{key} ({v}) must be a positive multiple of the number of blocks "
+                             f"response_length / block_length = {blocks}")
     if cfg.remasking not in samplers.REMASKING:
         raise ValueError(f"algorithm.remasking must be one of {samplers.REMASKING}, got {cfg.remasking!r}")
     if cfg.temperature < 0 or cfg.eval_temperature < 0:
@@ -90,7 +93,8 @@ def sequences(policy, b: Batch) -> tuple[torch.Tensor, torch.Tensor, int]:
 
 @torch.no_grad()
 def generate(policy, prompts: list[str], cfg: MaskedDLLMConfig, temperature: float,
-             generator: torch.Generator | None) -> tuple[list[torch.Tensor], torch.Tensor, list[str]]:
+             generator: torch.Generator | None, steps: int | None = None) -> tuple[list[torch.Tensor], torch.Tensor,
+                                                                                  list[str]]:
     """Batched LLaDA sampling: (prompt ids per sample, response ids [B, L] on CPU, decoded texts)."""
     import samplers
 
@@ -99,7 +103,7 @@ def generate(policy, prompts: list[str], cfg: MaskedDLLMConfig, temperature: flo
     full_keys = torch.cat([keys, torch.ones(len(rows), cfg.response_length, dtype=torch.bool)], 1).to(policy.device)
     res = samplers.masked_diffusion_sample(
         lambda x: policy.logits(x, full_keys), ids.to(policy.device), gen_length=cfg.response_length,
-        block_length=cfg.block_length, steps=cfg.diffusion_steps, mask_id=policy.mask_id,
+        block_length=cfg.block_length, steps=steps or cfg.diffusion_steps, mask_id=policy.mask_id,
         remasking=cfg.remasking, temperature=temperature, generator=generator)
     resp = res.response.cpu()
     return rows, resp, policy.decode(resp)
@@ -118,7 +122,7 @@ def text_rollout(policy, prompts: list[str], groups: torch.Tensor, cfg: MaskedDL
 def text_eval_outputs(policy, prompts: list[str], seeds: list[int], cfg: MaskedDLLMConfig) -> Batch:
     """Evaluation decoding at eval_temperature (0 = greedy: seeds unused; > 0: the batch's first seed)."""
     gen = torch.Generator(device=policy.device).manual_seed(int(seeds[0])) if cfg.eval_temperature > 0 else None
-    _, _, texts = generate(policy, prompts, cfg, cfg.eval_temperature, gen)
+    _, _, texts = generate(policy, prompts, cfg, cfg.eval_temperature, gen, cfg.eval_diffusion_steps)
     return Batch(prompts=list(prompts), outputs=texts)
 
 
