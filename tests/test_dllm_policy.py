@@ -132,3 +132,17 @@ def test_save_samples_markdown(gemma_dir, tmp_path):
     path = pol.save_samples(["1234", "a|b"], ["sudoku:x=", "p"], str(tmp_path / "s" / "step_1"), [1.0, 0.25], "t")
     text = open(path).read()
     assert path.endswith(".md") and "| 0 | `sudoku:x=` | `1234` | 1.000 |" in text and "a\\|b" in text
+
+
+def test_config_key_trust_remote_code(tmp_path):
+    from dllm_helpers import tiny_dllm_config
+
+    from genrl.loop import load_model
+
+    d = _remote_dir(tmp_path)
+    cfg = tiny_dllm_config(d, str(tmp_path / "run"), {"name": "bgpo"},
+                           model={"path": d, "lora_rank": 2, "options": {"lora_targets": ["mix"]}})
+    with pytest.raises(ValueError, match="trust_remote_code"):
+        load_model(cfg)
+    cfg.model.trust_remote_code = True
+    assert load_model(cfg).mask_id == 1

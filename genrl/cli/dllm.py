@@ -97,9 +97,9 @@ def run_sample(args) -> int:
 
     if args.num < 1:
         raise UserError("--num must be >= 1")
-    policy = _load(args)
     temp = 0.7 if args.temperature is None else args.temperature
     cfg = _gen_cfg(args, temp)
+    policy = _load(args)
     prompts = [args.prompt] * args.num
     check_prompt_lengths(policy, prompts, cfg.response_length, "--prompt")
     gen = torch.Generator().manual_seed(args.seed)
@@ -125,9 +125,9 @@ def run_eval(args) -> int:
     from genrl.masked_rollout import check_prompt_lengths, generate
     from genrl.worlds.puzzles import task_prompts
 
-    policy = _load(args)
     temp = 0.0 if args.temperature is None else args.temperature
     cfg = _gen_cfg(args, temp)
+    policy = _load(args)
     prompts, meta, _ = task_prompts(f"{args.task}:{args.split}", "--split")
     check_prompt_lengths(policy, prompts, cfg.response_length, "--split")
     texts = []
