@@ -141,7 +141,7 @@ def test_config_key_trust_remote_code(tmp_path):
 
     d = _remote_dir(tmp_path)
     cfg = tiny_dllm_config(d, str(tmp_path / "run"), {"name": "bgpo"},
-                           model={"path": d, "lora_rank": 2, "options": {"lora_targets": ["mix"]}})
+                           overrides=["model.lora_rank=2", "model.options={lora_targets: [mix]}"])
     with pytest.raises(ValueError, match="trust_remote_code"):
         load_model(cfg)
     cfg.model.trust_remote_code = True
