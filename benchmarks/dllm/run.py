@@ -76,6 +76,36 @@ def write(results: dict) -> None:
         f.write("\n".join(lines))
 
 
+def _solve_serial(jobs, a) -> list[dict]:
+    from solve import run_one
+
+    return [run_one(m, s, a.minutes, a.eval_every, a.runs_dir, a.model, a.set, a.max_wall_minutes) for m, s in jobs]
+
+
+def _solve_parallel(jobs, a) -> list[dict]:
+    import subprocess
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    os.makedirs(a.runs_dir, exist_ok=True)
+    procs = []
+    for m, s in jobs:
+        log = open(os.path.join(a.runs_dir, f"{m}-s{s}.log"), "w")
+        cmd = [sys.executable, os.path.join(HERE, "solve.py"), m, str(s), "--minutes", str(a.minutes),
+               "--max-wall-minutes", str(a.max_wall_minutes), "--eval-every", str(a.eval_every),
+               "--runs-dir", a.runs_dir, "--model", a.model, "--set", *a.set]
+        procs.append((subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=log, text=True), log))
+    runs = []
+    for p, log in procs:
+        out, _ = p.communicate()
+        log.close()
+        line = [x for x in out.splitlines() if x.startswith("RESULT ")]
+        if p.returncode != 0 or not line:
+            raise RuntimeError(f"a solve run failed (see {log.name})")
+        runs.append(json.loads(line[-1][len("RESULT "):]))
+        print(out.strip().splitlines()[-2] if len(out.splitlines()) > 1 else "", flush=True)
+    return runs
+
+
 def main(argv=None) -> int:
     import torch
 
@@ -89,6 +119,8 @@ def main(argv=None) -> int:
     ap.add_argument("--eval-every", type=int, default=5)
     ap.add_argument("--runs-dir", default=os.path.join(ROOT, "runs", "bench-dllm"))
     ap.add_argument("--set", nargs="*", default=[], help="extra config overrides for every solve run")
+    ap.add_argument("--parallel", action="store_true", help="solve: every (method, seed) in its own process")
+    ap.add_argument("--max-wall-minutes", type=float, default=float("inf"), help="solve: wall-time cap per run")
     a = ap.parse_args(argv)
     results = json.load(open(JSON)) if os.path.isfile(JSON) else {}
     results["torch"] = torch.__version__
@@ -100,13 +132,12 @@ def main(argv=None) -> int:
         results["memory_meta"] = {"model": rel}
         write(results)
     if a.part in ("all", "solve"):
-        from solve import run_one
-
-        runs = [run_one(m, int(s), a.minutes, a.eval_every, a.runs_dir, a.model, a.set)
-                for s in a.seeds.split(",") for m in a.methods.split(",")]
+        jobs = [(m, int(s)) for s in a.seeds.split(",") for m in a.methods.split(",")]
+        runs = _solve_parallel(jobs, a) if a.parallel else _solve_serial(jobs, a)
         cmd = (f"`PYTHONPATH=. python benchmarks/dllm/run.py --part solve --minutes {a.minutes:g} --seeds {a.seeds} "
-               f"--methods {a.methods} --eval-every {a.eval_every}" + (f" --set {' '.join(a.set)}" if a.set else "")
-               + "`")
+               f"--methods {a.methods} --eval-every {a.eval_every}" + (" --parallel" if a.parallel else "")
+               + (f" --max-wall-minutes {a.max_wall_minutes:g}" if a.max_wall_minutes != float("inf") else "")
+               + (f" --set {' '.join(a.set)}" if a.set else "") + "`")
         results["solve"] = {"protocol": f"Command: {cmd}. Base model `{rel}`; configs/dllm/bgpo_sudoku.yaml "
                             "(n_t overridden) and configs/dllm/diffu_grpo_sudoku.yaml; budget = training CPU time "
                             "of the process (1 thread; evaluation excluded); eval = all 192 held-out puzzles, "

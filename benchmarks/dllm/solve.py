@@ -29,7 +29,7 @@ def _eval(tr, cpu_s: float, wall_s: float) -> dict:
 
 
 def run_one(method: str, seed: int, minutes: float, eval_every: int, runs_dir: str, model: str,
-            extra: list[str] | None = None) -> dict:
+            extra: list[str] | None = None, max_wall_minutes: float = float("inf")) -> dict:
     from genrl.config import load_config
     from genrl.loop import Trainer
 
@@ -45,7 +45,8 @@ def run_one(method: str, seed: int, minutes: float, eval_every: int, runs_dir: s
     cpu_s = wall_s = 0.0
     curve = [_eval(tr, cpu_s, wall_s)]
     print(f"[{method} s{seed}] step 0 solved {curve[-1]['solved']:.3f}", flush=True)
-    while cpu_s < minutes * 60:
+    w0 = time.perf_counter()
+    while cpu_s < minutes * 60 and time.perf_counter() - w0 < max_wall_minutes * 60:
         step = tr.step
         c, w = time.process_time(), time.perf_counter()
         batch, _ = tr.rollout_step(step)
@@ -65,4 +66,25 @@ def run_one(method: str, seed: int, minutes: float, eval_every: int, runs_dir: s
         curve.append(_eval(tr, cpu_s, wall_s))
     tr.logger.close()
     return {"method": method, "seed": seed, "steps": tr.step, "cpu_min": cpu_s / 60, "wall_min": wall_s / 60,
+            "budget_cpu_min": minutes, "stopped_by": "cpu budget" if cpu_s >= minutes * 60 else "wall cap",
             "curve": curve}
+
+
+if __name__ == "__main__":  # one (method, seed) run -> JSON on stdout (run.py --parallel starts these)
+    import argparse
+    import json
+    import sys
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("method")
+    ap.add_argument("seed", type=int)
+    ap.add_argument("--minutes", type=float, default=30.0)
+    ap.add_argument("--max-wall-minutes", type=float, default=float("inf"))
+    ap.add_argument("--eval-every", type=int, default=5)
+    ap.add_argument("--runs-dir", required=True)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--set", nargs="*", default=[])
+    a = ap.parse_args()
+    sys.stdout.flush()
+    res = run_one(a.method, a.seed, a.minutes, a.eval_every, a.runs_dir, a.model, a.set, a.max_wall_minutes)
+    print("RESULT " + json.dumps(res), flush=True)
