@@ -40,14 +40,14 @@ def test_two_steps(model, tmp_path, algo, extra):
 
 def test_exact_resume(model, tmp_path):
     algo = {"name": "bgpo", "mc_samples": 2}
-    kw = {"train": {"steps": 4}, "eval": {"every": 0}, "checkpoint": {"every": 2}}
+    kw = {"train": {"steps": 2}, "eval": {"every": 0}, "checkpoint": {"every": 1}}
     straight = train(tiny_dllm_config(model, str(tmp_path / "a"), algo, **kw), progress=False)
-    half = tiny_dllm_config(model, str(tmp_path / "b"), algo, train={"steps": 2}, eval={"every": 0},
-                            checkpoint={"every": 2})
+    half = tiny_dllm_config(model, str(tmp_path / "b"), algo, train={"steps": 1}, eval={"every": 0},
+                            checkpoint={"every": 1})
     train(half, progress=False)
     resumed = train(tiny_dllm_config(model, str(tmp_path / "b"), algo, **kw), resume=True, progress=False)
-    a = load_file(os.path.join(straight.run_dir, "checkpoints", "step_000004", "trainable.safetensors"))
-    b = load_file(os.path.join(resumed.run_dir, "checkpoints", "step_000004", "trainable.safetensors"))
+    a = load_file(os.path.join(straight.run_dir, "checkpoints", "step_000002", "trainable.safetensors"))
+    b = load_file(os.path.join(resumed.run_dir, "checkpoints", "step_000002", "trainable.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
