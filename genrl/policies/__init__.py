@@ -8,7 +8,7 @@ import importlib
 import json
 import os
 
-from genrl.policies.base import Cond, FlowPolicy
+from genrl.policies.base import Cond, FlowPolicy, TrainablePolicy
 
 # pipeline class name (model_index.json) -> (family, "module:AdapterClass")
 ADAPTERS: dict[str, tuple[str, str]] = {
@@ -54,7 +54,7 @@ def _is_transformers_dir(path: str) -> bool:
     return is_transformers_dir(path)
 
 
-def load_policy(path: str, family: str | None = None, **options) -> FlowPolicy:
+def load_policy(path: str, family: str | None = None, **options) -> TrainablePolicy:
     if family is None and _is_transformers_dir(path):
         family = "dllm"
     if family is None:
@@ -70,4 +70,4 @@ def load_policy(path: str, family: str | None = None, **options) -> FlowPolicy:
     return getattr(importlib.import_module(module), cls).from_pretrained(path, **options)
 
 
-__all__ = ["ADAPTERS", "Cond", "FlowPolicy", "load_policy", "pipeline_class_name", "read_model_index"]
+__all__ = ["ADAPTERS", "Cond", "FlowPolicy", "TrainablePolicy", "load_policy", "pipeline_class_name", "read_model_index"]
