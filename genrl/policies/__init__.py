@@ -70,4 +70,5 @@ def load_policy(path: str, family: str | None = None, **options) -> TrainablePol
     return getattr(importlib.import_module(module), cls).from_pretrained(path, **options)
 
 
-__all__ = ["ADAPTERS", "Cond", "FlowPolicy", "TrainablePolicy", "load_policy", "pipeline_class_name", "read_model_index"]
+__all__ = ["ADAPTERS", "Cond", "FlowPolicy", "TrainablePolicy", "load_policy", "pipeline_class_name",
+           "read_model_index"]
