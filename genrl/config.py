@@ -38,6 +38,7 @@ class ModelConfig:
     lora_rank: int = 32  # LoRA rank of the trainable adapter (0 = full fine-tuning where the adapter supports it)
     lora_alpha: float | None = None  # None = adapter default (2 * rank, as the reference)
     options: dict[str, Any] = field(default_factory=dict)  # extra keyword options for the adapter's from_pretrained
+    trust_remote_code: bool = False  # run the model repository's own modelling code (LLaDA); only when you trust it
 
 
 @dataclass

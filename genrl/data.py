@@ -3,6 +3,8 @@
 Sources (`data.prompts`, `eval.prompts`):
   * "shapes:train" / "shapes:eval"   the shapes world's deterministic prompt splits (with structured specs,
                                      passed to rewards as metadata)
+  * "sudoku:train" / "sudoku:eval" / "countdown:train" / "countdown:eval"   the puzzles world (dLLMs;
+                                     genrl/worlds/puzzles), with the verifiers' metadata
   * a path to a text file            one prompt per line (blank lines and lines starting with '#' ignored)
   * a path to a .jsonl file          one JSON object per line with a "prompt" key; the whole object is the
                                      sample's reward metadata (e.g. GenEval's evaluation_metadata.jsonl rows)
@@ -54,6 +56,10 @@ def load_prompts(source: str, key: str = "data.prompts") -> PromptSet:
         if split not in ("train", "eval"):
             raise ValueError(f"{key}: unknown shapes split {split!r}; use shapes:train or shapes:eval")
         return _shapes_split(split)
+    if source.split(":", 1)[0] in ("sudoku", "countdown") and not os.path.exists(source):
+        from genrl.worlds.puzzles import task_prompts
+
+        return PromptSet(*task_prompts(source, key))
     if not os.path.exists(source):
         raise FileNotFoundError(f"{key}: prompt file {source!r} not found; {_missing_hint(source)}")
     try:

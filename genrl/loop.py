@@ -110,6 +110,8 @@ def load_model(cfg: Config):
 
     opts = dict(cfg.model.options)
     opts["lora_rank"] = cfg.model.lora_rank
+    if cfg.model.trust_remote_code:
+        opts["trust_remote_code"] = True
     if cfg.model.lora_alpha is not None:
         opts["lora_alpha"] = cfg.model.lora_alpha
     return load_policy(cfg.model.path, cfg.model.family, **opts)
@@ -165,6 +167,10 @@ class Trainer:
         # ---- model (same LoRA init on every rank) ----
         torch.manual_seed(cfg.run.seed)
         self.policy = load_model(cfg).to(self.device)
+        checked = {"data.prompts": self.train_prompts.prompts}
+        if self.eval_sets:
+            checked["eval.prompts"] = self.eval_sets[0][1].prompts
+        self.algo.check_inputs(self.policy, checked)  # e.g. algorithm/model kinds match, prompts fit the context
         from genrl.distributed import shard_policy
 
         shard_policy(self.policy, self.acc)  # FSDP launch config: shard the frozen base (LoRA stays replicated)
@@ -248,7 +254,7 @@ class Trainer:
         return StepContext(
             step=step, update=self.update, generator=torch.Generator().manual_seed(seed), rng=random.Random(seed),
             device=self.device, num_processes=self.world, process_index=self.rank, autocast=self.acc.autocast,
-            seed=self.cfg.run.seed,
+            seed=self.cfg.run.seed, epochs=self.cfg.train.inner_epochs,
         )
 
     def _rollout_ctx(self, step: int, global_batch: int) -> StepContext:
@@ -423,6 +429,7 @@ class Trainer:
             chunks = [mbs[i : i + per] for i in range(0, len(mbs), per)]
             for chunk in chunks:
                 ctx = self._ctx(step, salt=1 + self.update)
+                ctx.epoch = epoch
                 self.optimizer.zero_grad(set_to_none=True)
                 bad = 0.0
                 for k_mb, mb_idx in enumerate(chunk):

@@ -219,7 +219,8 @@ class Sudoku(Reward):
             s, v = sudoku_score(extract_sudoku(text, n), puzzle, sol, self.partial)
             scores.append(s)
             valid.append(v)
-        return RewardOutput(torch.tensor(scores), {"valid": torch.tensor(valid)})
+        return RewardOutput(torch.tensor(scores), {"valid": torch.tensor(valid),
+                                                   "solved": torch.tensor(valid, dtype=torch.float32)})
 
 
 # ---- countdown ----------------------------------------------------------------------------------------------------
@@ -296,4 +297,5 @@ class Countdown(Reward):
         eqs = [extract_equation(s) for s in samples]
         scores = [countdown_score(s, m["numbers"], m["target"], self.use_all, self.format_score)
                   for s, m in zip(samples, metadata)]
-        return RewardOutput(torch.tensor(scores), {"equation": eqs})
+        return RewardOutput(torch.tensor(scores), {"equation": eqs,
+                                                   "solved": torch.tensor([float(s == 1.0) for s in scores])})

@@ -24,6 +24,9 @@ _MODULES: dict[str, str] = {
     "grpo": "genrl.algorithms.grpo",
     "nft": "genrl.algorithms.nft",
     "awm": "genrl.algorithms.awm",
+    "bgpo": "genrl.algorithms.bgpo",
+    "diffu_grpo": "genrl.algorithms.diffu_grpo",
+    "elbo_grpo": "genrl.algorithms.elbo_grpo",
 }
 
 

@@ -186,6 +186,8 @@ class StepContext:
     process_index: int = 0
     autocast: Any = None  # a context-manager factory (accelerator.autocast); None -> no autocast
     seed: int = 0  # run.seed (for per-group noise and other derived seeds)
+    epoch: int = 0  # which pass over the step's samples is running (0 .. epochs - 1; train.inner_epochs passes)
+    epochs: int = 1  # train.inner_epochs: how many passes the step's samples get (known at rollout time too)
     extra: dict = field(default_factory=dict)
 
     def amp(self):
@@ -204,11 +206,23 @@ class Algorithm:
 
     Config: type[AlgorithmConfig] = AlgorithmConfig
     name: str = "base"
+    #: the policy contract the method drives (policy.kind): "flow" (FlowPolicy) or "masked_lm" (MaskedLMPolicy)
+    policy_kind: str = "flow"
 
     def __init__(self, config: AlgorithmConfig, sample_cfg: Any, advantage_cfg: Any):
         self.config = config
         self.sample_cfg = sample_cfg
         self.advantage_cfg = advantage_cfg
+
+    def check_inputs(self, policy, prompt_sets: dict[str, list[str]]) -> None:
+        """Validate the loaded policy and the prompt sets ({config key: prompts}) before anything is written;
+        one-line ValueErrors naming the fix. Default: the policy implements the contract this method drives."""
+        kind = getattr(policy, "kind", "flow")
+        if kind != self.policy_kind:
+            what = {"flow": "a flow model (images, video, 3D, actions)", "masked_lm": "a masked diffusion LM"}
+            raise ValueError(f"algorithm.name={self.name!r} trains {what.get(self.policy_kind, self.policy_kind)} but "
+                             f"model.path is {what.get(kind, kind)}; pick a matching algorithm "
+                             f"({'grpo, nft, awm' if kind == 'flow' else 'bgpo, diffu_grpo, elbo_grpo'}) or model")
 
     # ---- rollout -------------------------------------------------------------------------------------------
     def rollout_spec(self) -> RolloutSpec:

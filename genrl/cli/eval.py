@@ -27,9 +27,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--per-category", type=int, default=None, help="eval entries per category (default 48)")
     p.add_argument("--batch-size", type=int, default=64, help="images per forward")
     p.add_argument("--threads", type=int, default=None, help="torch threads")
+    from genrl.cli.dllm import add_text_arguments
+
+    add_text_arguments(p)  # masked diffusion LMs (--model a transformers directory): genrl/cli/dllm.py
 
 
 def run(args) -> int:
+    from genrl.cli.dllm import is_text_model
+
+    if is_text_model(args.model):
+        from genrl.cli.dllm import run_eval
+
+        return run_eval(args)
     import torch
 
     from genrl.logging_utils import save_grid

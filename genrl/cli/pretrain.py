@@ -14,7 +14,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from genrl.shapes.pretrain import PretrainConfig
 
     d, m = PretrainConfig(), ShapesModelConfig()
-    p.add_argument("world", choices=["shapes"], help="what to pretrain (only the shapes world)")
+    p.add_argument("world", choices=["shapes", "dllm"],
+                   help="what to pretrain: the shapes world's flow model, or the puzzles world's dLLM (genrl.cli.dllm)")
     p.add_argument("--out", required=True, help="output pipeline directory (e.g. assets/shapes-base)")
     p.add_argument("--minutes", type=float, default=d.minutes, help="wall-clock budget in minutes")
     p.add_argument("--steps", type=int, default=d.steps, help="maximum optimizer steps")
@@ -40,6 +41,10 @@ def run(args) -> int:
     from genrl.shapes.model import ShapesModelConfig
     from genrl.shapes.pretrain import PretrainConfig, pretrain
 
+    if args.world == "dllm":
+        from genrl.cli.dllm import run_pretrain
+
+        return run_pretrain(args)
     if args.minutes <= 0 or args.steps <= 0:
         raise UserError("--minutes and --steps must be positive")
     if args.resolution % args.patch_size or not 24 <= args.resolution <= 128:

@@ -28,6 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="sigma-schedule shift (default: the model scheduler's own, e.g. 3.0 for SD3.5)")
     p.add_argument("--resolution", type=int, default=None, help="image side (default: the model's)")
     p.add_argument("--threads", type=int, default=None, help="torch threads")
+    from genrl.cli.dllm import add_text_arguments
+
+    add_text_arguments(p)  # masked diffusion LMs (--model a transformers directory): genrl/cli/dllm.py
     p.add_argument("--lora", default=None, metavar="RUN_DIR_OR_LORA",
                    help="RL Guidance: a fine-tuned LoRA (run directory or LoRA directory) on top of --model")
     p.add_argument("--rlg-scale", type=float, default=None, metavar="W",
@@ -47,6 +50,12 @@ def velocity_factory(args, policy):
 
 
 def run(args) -> int:
+    from genrl.cli.dllm import is_text_model
+
+    if is_text_model(args.model):
+        from genrl.cli.dllm import run_sample
+
+        return run_sample(args)
     import torch
     from PIL import Image
 

@@ -1,5 +1,6 @@
 """Model adapters. `load_policy(path, **options)` picks the adapter from the pipeline directory's
-model_index.json `_class_name` (or `family=` explicitly) and calls its `from_pretrained(path, **options)`."""
+model_index.json `_class_name` (or `family=` explicitly; a local transformers model directory, config.json
+without model_index.json, is the "dllm" family) and calls its `from_pretrained(path, **options)`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import importlib
 import json
 import os
 
-from genrl.policies.base import Cond, FlowPolicy
+from genrl.policies.base import Cond, FlowPolicy, TrainablePolicy
 
 # pipeline class name (model_index.json) -> (family, "module:AdapterClass")
 ADAPTERS: dict[str, tuple[str, str]] = {
@@ -16,6 +17,7 @@ ADAPTERS: dict[str, tuple[str, str]] = {
     "FluxPipeline": ("flux", "genrl.policies.flux:FluxPolicy"),
 }
 FAMILIES = {fam: target for fam, target in ADAPTERS.values()}
+FAMILIES["dllm"] = "genrl.policies.dllm:TransformersDLLM"  # transformers mask predictors (config.json, no model_index)
 
 
 def read_model_index(path: str, local_files_only: bool = False) -> dict:
@@ -49,7 +51,15 @@ def pipeline_class_name(path: str, local_files_only: bool = False) -> str:
     return read_model_index(path, local_files_only).get("_class_name", "?")
 
 
-def load_policy(path: str, family: str | None = None, **options) -> FlowPolicy:
+def _is_transformers_dir(path: str) -> bool:
+    from genrl.policies.dllm import is_transformers_dir
+
+    return is_transformers_dir(path)
+
+
+def load_policy(path: str, family: str | None = None, **options) -> TrainablePolicy:
+    if family is None and _is_transformers_dir(path):
+        family = "dllm"
     if family is None:
         cls_name = pipeline_class_name(path, options.get("local_files_only", False))
         if cls_name not in ADAPTERS:
@@ -63,4 +73,5 @@ def load_policy(path: str, family: str | None = None, **options) -> FlowPolicy:
     return getattr(importlib.import_module(module), cls).from_pretrained(path, **options)
 
 
-__all__ = ["ADAPTERS", "Cond", "FlowPolicy", "load_policy", "pipeline_class_name", "read_model_index"]
+__all__ = ["ADAPTERS", "Cond", "FlowPolicy", "TrainablePolicy", "load_policy", "pipeline_class_name",
+           "read_model_index"]

@@ -4,7 +4,8 @@ Time convention: t = sigma in [0, 1], t = 1 is pure noise, t = 0 is data, x_t = 
 velocity v = eps - x0. `velocity()` takes sigma in this convention and converts to the model's own
 timestep convention inside (SD3: 1000*sigma, FLUX: sigma, ...).
 
-Adapters are flat: one file per model family, each subclassing FlowPolicy directly (never another adapter).
+Adapters are flat: one file per model family, each subclassing FlowPolicy (continuous flows) or MaskedLMPolicy
+(masked diffusion language models, genrl/policies/masked_lm.py) directly, never another adapter.
 """
 
 from __future__ import annotations
@@ -18,33 +19,18 @@ from torch import nn
 Cond = dict[str, torch.Tensor]  # batch-first conditioning tensors (prompt embeddings, pooled, masks, ...)
 
 
-class FlowPolicy(nn.Module):
-    """A text-conditioned flow model wrapped for RL.
+class TrainablePolicy(nn.Module):
+    """What every policy contract shares: the trainable tensors, the reference (adapter disabled), save/load.
 
-    Required methods:
-      encode(prompts) -> Cond            conditioning for a list of prompts (cache per unique prompt)
-      velocity(x, sigma, cond) -> v      sigma: 0-d tensor or [B]; returns the model's velocity, same shape as x
-      decode(x) -> images                float [B, 3, H, W] in [0, 1]
-      noise_shape(batch, resolution)     shape of the initial noise (latent or pixel space)
       trainable_parameters()             the parameters RL updates (LoRA or full)
-      disable_adapter()                  context manager: inside it velocity() is the frozen base/reference model
+      trainable_state() / use_trainable(state)   detached copies and temporary swaps (old / EMA policies)
+      disable_adapter()                  context manager: inside it the policy is the frozen base/reference model
       save_trainable(dir) / load_trainable(dir)   safetensors; the format a user loads back
+      save_samples(outputs, captions, stem, scores, title)   a file people look at (returns its path)
     """
 
-    #: dtype in which SDE / loss math runs regardless of model dtype
-    compute_dtype = torch.float32
-
-    def encode(self, prompts: list[str]) -> Cond:
-        raise NotImplementedError
-
-    def velocity(self, x: torch.Tensor, sigma: torch.Tensor, cond: Cond) -> torch.Tensor:
-        raise NotImplementedError
-
-    def decode(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def noise_shape(self, batch: int, resolution: int | None = None) -> tuple[int, ...]:
-        raise NotImplementedError
+    #: which contract the policy implements ("flow": FlowPolicy, "masked_lm": MaskedLMPolicy); algorithms check it
+    kind = "flow"
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
@@ -80,6 +66,36 @@ class FlowPolicy(nn.Module):
     def load_trainable(self, directory: str) -> None:
         raise NotImplementedError
 
+    def metadata_for(self, prompts: list[str]) -> list[dict[str, Any]] | None:
+        """Optional per-prompt metadata passed to rewards (e.g. the shapes world's structured spec)."""
+        return None
+
+
+class FlowPolicy(TrainablePolicy):
+    """A text-conditioned flow model wrapped for RL.
+
+    Required methods (plus TrainablePolicy's):
+      encode(prompts) -> Cond            conditioning for a list of prompts (cache per unique prompt)
+      velocity(x, sigma, cond) -> v      sigma: 0-d tensor or [B]; returns the model's velocity, same shape as x
+      decode(x) -> images                float [B, 3, H, W] in [0, 1]
+      noise_shape(batch, resolution)     shape of the initial noise (latent or pixel space)
+    """
+
+    #: dtype in which SDE / loss math runs regardless of model dtype
+    compute_dtype = torch.float32
+
+    def encode(self, prompts: list[str]) -> Cond:
+        raise NotImplementedError
+
+    def velocity(self, x: torch.Tensor, sigma: torch.Tensor, cond: Cond) -> torch.Tensor:
+        raise NotImplementedError
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def noise_shape(self, batch: int, resolution: int | None = None) -> tuple[int, ...]:
+        raise NotImplementedError
+
     def save_samples(self, outputs: list[torch.Tensor], captions: list[str], stem: str,
                      scores: list[float] | None = None, title: str | None = None) -> str:
         """Write evaluation samples for people to look at; returns the file written. Images: a PNG grid
@@ -87,7 +103,3 @@ class FlowPolicy(nn.Module):
         from genrl.logging_utils import save_grid
 
         return save_grid(torch.stack(outputs), captions, stem + ".png", scores, title=title)
-
-    def metadata_for(self, prompts: list[str]) -> list[dict[str, Any]] | None:
-        """Optional per-prompt metadata passed to rewards (e.g. the shapes world's structured spec)."""
-        return None
