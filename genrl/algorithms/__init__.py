@@ -24,6 +24,7 @@ _MODULES: dict[str, str] = {
     "grpo": "genrl.algorithms.grpo",
     "nft": "genrl.algorithms.nft",
     "awm": "genrl.algorithms.awm",
+    "pi_rl": "genrl.algorithms.pi_rl",
 }
 
 

@@ -14,6 +14,7 @@ ADAPTERS: dict[str, tuple[str, str]] = {
     "ShapesPipeline": ("shapes", "genrl.policies.shapes:ShapesPolicy"),
     "StableDiffusion3Pipeline": ("sd3", "genrl.policies.sd3:SD3Policy"),
     "FluxPipeline": ("flux", "genrl.policies.flux:FluxPolicy"),
+    "RobotFlowPolicy": ("robot", "genrl.policies.robot:RobotFlowPolicy"),
 }
 FAMILIES = {fam: target for fam, target in ADAPTERS.values()}
 
