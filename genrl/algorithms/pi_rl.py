@@ -227,17 +227,18 @@ class PiRL(Algorithm):
             pg = torch.where(adv < 0, torch.minimum(pg, c.dual_clip * adv.abs()), pg)
         loss_pi = pg.mean()
         loss = loss_pi
-        metrics = {"loss_policy": float(loss_pi), "ratio_mean": float(ratio.mean()),
-                   "clip_frac": float(((ratio - 1).abs() > c.clip_low).float().mean()),
-                   "approx_kl": float((0.5 * log_ratio**2).mean())}
+        with torch.no_grad():
+            metrics = {"loss_policy": float(loss_pi), "ratio_mean": float(ratio.mean()),
+                       "clip_frac": float(((ratio - 1).abs() > c.clip_low).float().mean()),
+                       "approx_kl": float((0.5 * log_ratio**2).mean())}
         if c.loss == "ppo":
             v, v_old, ret = res["value"].float(), pick(mb.value).float(), pick(mb.returns).float()
             v_clip = v_old + (v - v_old).clamp(-c.value_clip, c.value_clip)
             loss_v = torch.maximum(huber(ret - v, c.huber_delta), huber(ret - v_clip, c.huber_delta)).mean()
             loss = loss + c.value_coef * loss_v
-            metrics["loss_value"] = float(loss_v)
+            metrics["loss_value"] = loss_v.item()
         if c.noise_method == "flow_noise":
             ent = res["entropy"].mean()
             loss = loss - c.entropy_coef * ent
-            metrics["entropy"] = float(ent)
+            metrics["entropy"] = ent.item()
         yield loss, metrics
