@@ -22,9 +22,9 @@ def tiny_robot_policy(directory: str, seed: int = 0, **overrides) -> str:
     return directory
 
 
-def tiny_robot_raw(model: str, run_dir: str, noise_method: str = "flow_sde", loss: str = "ppo", **sections) -> dict:
+def tiny_robot_raw(model_path: str, run_dir: str, noise_method: str = "flow_sde", loss: str = "ppo", **sections) -> dict:
     raw = {
-        "model": {"path": model, "lora_rank": 0},
+        "model": {"path": model_path, "lora_rank": 0},
         "run": {"dir": run_dir, "seed": 3, "tensorboard": False, "threads": 1},
         "data": {"prompts": "episodes:64"},
         "sample": {"group_size": 4, "groups_per_step": 2, "batch_size": 8},
@@ -43,5 +43,5 @@ def tiny_robot_raw(model: str, run_dir: str, noise_method: str = "flow_sde", los
     return raw
 
 
-def tiny_robot_config(model: str, run_dir: str, noise_method: str = "flow_sde", loss: str = "ppo", **sections):
-    return load_config(raw=tiny_robot_raw(model, run_dir, noise_method, loss, **sections))
+def tiny_robot_config(model_path: str, run_dir: str, noise_method: str = "flow_sde", loss: str = "ppo", **sections):
+    return load_config(raw=tiny_robot_raw(model_path, run_dir, noise_method, loss, **sections))

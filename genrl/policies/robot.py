@@ -147,6 +147,7 @@ class RobotFlowPolicy(FlowPolicy):
     def __init__(self, config: RobotPolicyConfig, lora_rank: int = 0, lora_alpha: float | None = None):
         super().__init__()
         c = self.config = config
+        self.lora_rank, self.lora_alpha = (lora_rank, lora_alpha) if config.backbone == "pi0" else (0, None)
         if not 1 <= c.action_chunk <= c.horizon:
             raise ValueError(f"action_chunk {c.action_chunk} must be in [1, horizon={c.horizon}]")
         if c.backbone == "mlp":
@@ -259,7 +260,8 @@ class RobotFlowPolicy(FlowPolicy):
         return [p for p in self.parameters() if p.requires_grad]
 
     @classmethod
-    def from_pretrained(cls, path: str, lora_rank: int = 0, lora_alpha: float | None = None, **overrides):
+    def from_pretrained(cls, path: str, lora_rank: int | None = None, lora_alpha: float | None = None, **overrides):
+        """Load a policy directory. lora_rank None = the rank it was saved with (pi0 backbone; mlp ignores LoRA)."""
         cfg_path = os.path.join(path, "robot_policy.json")
         if not os.path.isfile(cfg_path):
             raise FileNotFoundError(f"{path} is not a robot policy directory (no robot_policy.json); pretrain one "
@@ -271,6 +273,8 @@ class RobotFlowPolicy(FlowPolicy):
             if k not in known:
                 raise ValueError(f"unknown robot policy option {k!r}; valid: {', '.join(known)}")
         raw.update(overrides)
+        if lora_rank is None:
+            lora_rank, lora_alpha = int(raw.get("lora_rank", 0)), raw.get("lora_alpha", lora_alpha)
         policy = cls(RobotPolicyConfig(**{k: v for k, v in raw.items() if k in known}), lora_rank, lora_alpha)
         weights = os.path.join(path, "model.safetensors")
         if os.path.isfile(weights):
@@ -282,6 +286,12 @@ class RobotFlowPolicy(FlowPolicy):
 
         state = load_file(path)
         own = self.state_dict()
+        for k in list(state):  # full-expert weights loaded under LoRA: peft moved them to `.base_layer.`
+            if k not in own:
+                head, _, leaf = k.rpartition(".")
+                alt = f"{head}.base_layer.{leaf}"
+                if alt in own:
+                    state[alt] = state.pop(k)
         bad = [k for k in state if k not in own or own[k].shape != state[k].shape]
         if bad:
             raise ValueError(f"{path}: tensor {bad[0]!r} does not match the policy config (wrong obs/action dims "
@@ -301,7 +311,7 @@ class RobotFlowPolicy(FlowPolicy):
             state = {n: p.detach().cpu().contiguous() for n, p in self.named_parameters() if p.requires_grad}
         save_file(state, os.path.join(directory, "model.safetensors"))
         with open(os.path.join(directory, "robot_policy.json"), "w") as f:
-            json.dump(asdict(self.config), f, indent=1)
+            json.dump({**asdict(self.config), "lora_rank": self.lora_rank, "lora_alpha": self.lora_alpha}, f, indent=1)
         with open(os.path.join(directory, "model_index.json"), "w") as f:
             json.dump({"_class_name": CLASS_NAME}, f)
         if card is not None:
