@@ -51,7 +51,7 @@ def collect_demos(cfg: BCConfig, log=print) -> tuple[torch.Tensor, torch.Tensor,
     env = make_env(cfg.env, batch, **env_options(cfg))
     expert = env.expert()
     obs_all, act_all = [], []
-    kept = tried = 0
+    kept = tried = succeeded = 0
     seed = cfg.seed * 100_003
     while kept < cfg.demos:
         seeds = list(range(seed, seed + batch))
@@ -74,8 +74,9 @@ def collect_demos(cfg: BCConfig, log=print) -> tuple[torch.Tensor, torch.Tensor,
             if not alive.any():
                 break
         o, a = torch.stack(traj_o, 1), torch.stack(traj_a, 1)
+        tried += batch
+        succeeded += int(success.sum())
         for i in range(batch):
-            tried += 1
             if not success[i] or kept >= cfg.demos:
                 continue
             kept += 1
@@ -86,7 +87,7 @@ def collect_demos(cfg: BCConfig, log=print) -> tuple[torch.Tensor, torch.Tensor,
             obs_all.append(o[i, :n])
             act_all.append(torch.stack([ext[t : t + cfg.horizon] for t in range(n)]))
     obs_t, act_t = torch.cat(obs_all), torch.cat(act_all)
-    stats = {"demo_episodes": kept, "expert_episodes_tried": tried, "expert_success_rate": kept / tried,
+    stats = {"demo_episodes": kept, "expert_episodes_tried": tried, "expert_success_rate": succeeded / tried,
              "samples": int(obs_t.shape[0])}
     log(f"demos: {kept} successful of {tried} expert episodes, {obs_t.shape[0]} samples")
     return obs_t, act_t, stats
@@ -162,8 +163,8 @@ A small flow-matching action expert (MLP, {pcfg.layers} x {pcfg.hidden}, SiLU; a
 It is the base policy for pi_RL fine-tuning (configs/robot/); it is deliberately under-trained so RL has headroom.
 
 - Demonstrations: {demo_stats['demo_episodes']} successful scripted-expert episodes ({demo_stats['samples']} samples;
-  the expert succeeded in {demo_stats['expert_success_rate']:.0%} of {demo_stats['expert_episodes_tried']} tries with action
-  noise {cfg.demo_noise}); labels are the expert's clean actions.
+  the noisy expert (action noise {cfg.demo_noise}) succeeded in {demo_stats['expert_success_rate']:.0%} of the
+  {demo_stats['expert_episodes_tried']} episodes run); labels are the expert's clean actions.
 - Training: flow-matching loss, AdamW lr {cfg.lr} (cosine), batch {cfg.batch_size}, {cfg.steps} steps,
   {minutes:.1f} min wall-clock on one CPU thread.
 - Measured success rate (ODE, {ev['episodes']} held-out initial states `episodes:eval`, seeds 1000000+):

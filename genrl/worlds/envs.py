@@ -63,24 +63,43 @@ def _import_metaworld():
     return gymnasium, metaworld
 
 
-class MetaWorldVectorEnv:
-    """N metaworld MT1 envs (`gym.make("Meta-World/MT1", env_name=task)`) stepped in a loop; 39-d obs, 4-d action.
-    reward: sparse, 1 on the first step with info["success"] (then terminated); truncation at `max_steps`."""
+_MT1_CACHE: dict[str, object] = {}
 
-    obs_dim, action_dim = 39, 4
 
-    def __init__(self, task: str, num_envs: int, max_steps: int = 150, render_size: int = 64):
-        gym, metaworld = _import_metaworld()
+def _mt1(task: str):
+    """metaworld.MT1(task, seed=0), built once per process (it samples the task's 50 goal/object variations)."""
+    if task not in _MT1_CACHE:
         import warnings
 
-        known = list(metaworld.ALL_V3_ENVIRONMENTS) if hasattr(metaworld, "ALL_V3_ENVIRONMENTS") else None
-        if known is not None and task not in known:
-            close = difflib.get_close_matches(task, known, n=1)
+        _, metaworld = _import_metaworld()
+        if task not in metaworld.MT1.ENV_NAMES:
+            close = difflib.get_close_matches(task, metaworld.MT1.ENV_NAMES, n=1)
             hint = f" (did you mean 'metaworld/{close[0]}'?)" if close else ""
             raise ValueError(f"unknown metaworld task {task!r}{hint}")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            self.envs = [gym.make("Meta-World/MT1", env_name=task, seed=i) for i in range(num_envs)]
+            _MT1_CACHE[task] = metaworld.MT1(task, seed=0)
+    return _MT1_CACHE[task]
+
+
+class MetaWorldVectorEnv:
+    """N metaworld MT1 envs (from the benchmark `metaworld.MT1(task, seed=0)`: 50 fixed goal/object variations, as
+    `gym.make("Meta-World/MT1", env_name=task)` samples from) stepped in a loop; 39-d obs, 4-d action in [-1, 1].
+    reset(seed=s) selects variation s mod 50, so the initial state is a pure function of the seed (MT1 evaluates
+    on its training variations). reward: sparse, 1 on the first step with info["success"] (then terminated);
+    truncation at `max_steps` (default 150; the scripted experts succeed within ~60-120)."""
+
+    obs_dim, action_dim = 39, 4
+
+    def __init__(self, task: str, num_envs: int, max_steps: int = 150, render_size: int = 64):
+        import warnings
+
+        bench = _mt1(task)
+        cls = bench.train_classes[task]
+        self.tasks = list(bench.train_tasks)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.envs = [cls() for _ in range(num_envs)]
         self.task, self.num_envs, self.max_steps, self.render_size = task, num_envs, max_steps, render_size
         self.t = torch.zeros(num_envs, dtype=torch.long)
         self.done = torch.zeros(num_envs, dtype=torch.bool)
@@ -94,8 +113,11 @@ class MetaWorldVectorEnv:
             raise ValueError(f"reset: {len(seeds)} seeds for {self.num_envs} envs")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            self.obs = torch.stack([torch.as_tensor(np.asarray(e.reset(seed=int(s))[0]), dtype=torch.float32)
-                                    for e, s in zip(self.envs, seeds)])
+            rows = []
+            for e, s in zip(self.envs, seeds):
+                e.set_task(self.tasks[int(s) % len(self.tasks)])
+                rows.append(torch.as_tensor(np.asarray(e.reset(seed=int(s))[0]), dtype=torch.float32))
+            self.obs = torch.stack(rows)
         self.t.zero_()
         self.done.zero_()
         return self.obs.clone(), {}
