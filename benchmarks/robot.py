@@ -66,7 +66,8 @@ def write_report(results: list[dict], out: str, command: str) -> None:
     with open(out + ".json", "w") as f:
         json.dump({"command": command, "results": results}, f, indent=1)
     lines = [f"Command: `{command}`", "",
-             "| task | method | seeds | success at start | final success (mean ± std) | best | env steps | wall-clock (s) |",
+             "| task | method | seeds | success at start | final success (mean ± std) | best | env steps | "
+             "wall-clock (s) |",
              "|---|---|---|---|---|---|---|---|"]
     for task in dict.fromkeys(r["task"] for r in results):
         for method in METHODS:

@@ -150,8 +150,8 @@ class Trainer:
         if not self.params:
             raise ValueError("the policy has no trainable parameters; set model.lora_rank > 0")
         t = cfg.train
-        self.optimizer = torch.optim.AdamW(self.algo.param_groups(self.policy, self.params, t.lr), lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay,
-                                           eps=t.adam_eps)
+        self.optimizer = torch.optim.AdamW(self.algo.param_groups(self.policy, self.params, t.lr), lr=t.lr,
+                                           betas=tuple(t.betas), weight_decay=t.weight_decay, eps=t.adam_eps)
         self.updates_total = max(1, t.steps * t.updates_per_step * t.inner_epochs)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_lambda)
         from genrl.distributed import ZeroOptimizerState, init_deepspeed

@@ -22,7 +22,8 @@ def tiny_robot_policy(directory: str, seed: int = 0, **overrides) -> str:
     return directory
 
 
-def tiny_robot_raw(model_path: str, run_dir: str, noise_method: str = "flow_sde", loss: str = "ppo", **sections) -> dict:
+def tiny_robot_raw(model_path: str, run_dir: str, noise_method: str = "flow_sde", loss: str = "ppo",
+                   **sections) -> dict:
     raw = {
         "model": {"path": model_path, "lora_rank": 0},
         "run": {"dir": run_dir, "seed": 3, "tensorboard": False, "threads": 1},

@@ -149,7 +149,8 @@ class PiRL(Algorithm):
         c = self.config
         seeds = [init_seed(p) for p in prompts]
         ep = run_episodes(policy, self.env(len(prompts)), seeds, c.noise_method, ctx.generator,
-                          noise_level=c.noise_level, ignore_last=c.ignore_last, bootstrap=c.loss == "ppo" and c.bootstrap_truncated)
+                          noise_level=c.noise_level, ignore_last=c.ignore_last,
+                          bootstrap=c.loss == "ppo" and c.bootstrap_truncated)
         rewards = ep["ret"].clone()
         rewards[ep["fault"]] = float("nan")
         adv, ret = gae(ep["reward"], ep["value"], ep["terminal"], ep["mask"], ep["last_value"], c.gamma,

@@ -40,7 +40,6 @@ def run(args) -> int:
     from genrl.logging_utils import save_grid
     from genrl.policies import load_policy
     from genrl.shapes.evaluate import evaluate, format_report
-
     from genrl.worlds.eval_cli import is_robot_policy, run_robot_eval
 
     if os.path.isdir(args.model) and is_robot_policy(args.model):

@@ -32,7 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="transformer output: clean image x0 (x-prediction, v-loss) or velocity v")
     p.add_argument("--no-bf16", action="store_true", help="fp32 forward (default: bf16 autocast, ~1.2x faster)")
     p.add_argument("--warmup", type=int, default=d.warmup, help="linear warm-up steps")
-    p.add_argument("--layers", type=int, default=None, help=f"transformer blocks / robot MLP layers (shapes: {m.num_layers})")
+    p.add_argument("--layers", type=int, default=None,
+                   help=f"transformer blocks / robot MLP layers (shapes: {m.num_layers}, robot: 3)")
     p.add_argument("--heads", type=int, default=m.num_attention_heads, help="attention heads (x 32 = width)")
     p.add_argument("--resolution", type=int, default=m.resolution, help="image side in pixels")
     p.add_argument("--patch-size", type=int, default=m.patch_size)

@@ -154,7 +154,6 @@ def pretrain(out_dir: str, cfg: BCConfig, log=print) -> dict:
 
 
 def model_card(cfg: BCConfig, pcfg, demo_stats: dict, ev: dict, minutes: float) -> str:
-    n_params = None
     return f"""# {cfg.env} BC flow policy (genrl)
 
 A small flow-matching action expert (MLP, {pcfg.layers} x {pcfg.hidden}, SiLU; action chunk H = {pcfg.horizon},
@@ -170,5 +169,6 @@ It is the base policy for pi_RL fine-tuning (configs/robot/); it is deliberately
 - Measured success rate (ODE, {ev['episodes']} held-out initial states `episodes:eval`, seeds 1000000+):
   **{ev['success_rate']:.3f}** (mean episode length {ev['length_mean']:.1f} env steps).
 - Files: robot_policy.json (config + observation normalisation), model.safetensors, pretrain_log.json.
-  Load with `genrl.policies.load_policy(DIR)`; evaluate with `genrl eval --model DIR --episodes 100 --seed 0 --out r.json`.
-{'' if n_params is None else n_params}"""
+  Load with `genrl.policies.load_policy(DIR)`; evaluate with
+  `genrl eval --model DIR --episodes 100 --seed 0 --out r.json`.
+"""
