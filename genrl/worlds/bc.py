@@ -154,6 +154,7 @@ def pretrain(out_dir: str, cfg: BCConfig, log=print) -> dict:
 
 
 def model_card(cfg: BCConfig, pcfg, demo_stats: dict, ev: dict, minutes: float) -> str:
+    mt1 = "; metaworld MT1: variation = seed mod 50, the set RL trains on" if cfg.env.startswith("metaworld/") else ""
     return f"""# {cfg.env} BC flow policy (genrl)
 
 A small flow-matching action expert (MLP, {pcfg.layers} x {pcfg.hidden}, SiLU; action chunk H = {pcfg.horizon},
@@ -166,7 +167,7 @@ It is the base policy for pi_RL fine-tuning (configs/robot/); it is deliberately
   {demo_stats['expert_episodes_tried']} episodes run); labels are the expert's clean actions.
 - Training: flow-matching loss, AdamW lr {cfg.lr} (cosine), batch {cfg.batch_size}, {cfg.steps} steps,
   {minutes:.1f} min wall-clock on one CPU thread.
-- Measured success rate (ODE, {ev['episodes']} held-out initial states `episodes:eval`, seeds 1000000+):
+- Measured success rate (ODE, {ev['episodes']} evaluation episodes `episodes:eval`, reset seeds 1000000+{mt1}):
   **{ev['success_rate']:.3f}** (mean episode length {ev['length_mean']:.1f} env steps).
 - Files: robot_policy.json (config + observation normalisation), model.safetensors, pretrain_log.json.
   Load with `genrl.policies.load_policy(DIR)`; evaluate with
