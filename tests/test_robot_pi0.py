@@ -89,3 +89,16 @@ def test_pi0_lora_train_and_export(pi0_policy_dir, tmp_path):
     trained = dict(reloaded.named_parameters())
     assert all(torch.equal(trained[k], v) for k, v in saved.items())
     assert os.path.isfile(out / "robot_policy.json")
+
+
+@pytest.mark.slow
+def test_pretrain_robot_cli_with_pi0_backbone(tmp_path):
+    from genrl.cli import main as cli
+
+    pi0 = _tiny_pi0(str(tmp_path / "pi0"))
+    out = tmp_path / "bc"
+    assert cli(["pretrain", "robot", "--env", "robot2d", "--backbone", "pi0", "--pi0-path", pi0, "--horizon", "4",
+                "--action-chunk", "2", "--denoise-steps", "2", "--image-size", "32", "--demos", "2", "--steps", "2",
+                "--batch-size", "8", "--eval-episodes", "2", "--max-steps", "24", "--out", str(out)]) == 0
+    pol = load_policy(str(out))
+    assert pol.config.backbone == "pi0" and os.path.isfile(out / "README.md")

@@ -37,6 +37,9 @@ class BCConfig:
     eval_episodes: int = 100
     max_steps: int | None = None  # env truncation (None = the env default)
     threads: int = 1
+    backbone: str = "mlp"  # mlp | pi0 (then pi0_path; the camera is env.render(); horizon = pi0's chunk_size)
+    pi0_path: str | None = None
+    image_size: int = 224
 
 
 def env_options(cfg: BCConfig) -> dict:
@@ -44,21 +47,26 @@ def env_options(cfg: BCConfig) -> dict:
 
 
 @torch.no_grad()
-def collect_demos(cfg: BCConfig, log=print) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """(obs [M, obs_dim], action chunks [M, H, action_dim], stats) from `cfg.demos` successful expert episodes."""
+def collect_demos(cfg: BCConfig, log=print) -> tuple[torch.Tensor, torch.Tensor, dict, torch.Tensor | None]:
+    """(obs [M, obs_dim], action chunks [M, H, action_dim], stats, camera frames [M, S, S, 3] uint8 for the pi0
+    backbone else None) from `cfg.demos` successful expert episodes."""
     gen = torch.Generator().manual_seed(cfg.seed)
     batch = min(32, cfg.demos)
     env = make_env(cfg.env, batch, **env_options(cfg))
     expert = env.expert()
-    obs_all, act_all = [], []
+    obs_all, act_all, img_all = [], [], []
+    cams = cfg.backbone == "pi0"
     kept = tried = succeeded = 0
     seed = cfg.seed * 100_003
     while kept < cfg.demos:
+        if tried >= 20 * cfg.demos + 64:
+            raise ValueError(f"the scripted expert succeeded in only {kept} of {tried} {cfg.env} episodes (need "
+                             f"{cfg.demos}); raise --max-steps or lower --demos")
         seeds = list(range(seed, seed + batch))
         seed += batch
         obs, _ = env.reset(seed=seeds)
         expert.reset(batch, gen)
-        traj_o, traj_a = [], []
+        traj_o, traj_a, traj_i = [], [], []
         alive = torch.ones(batch, dtype=torch.bool)
         success = torch.zeros(batch, dtype=torch.bool)
         lengths = torch.zeros(batch, dtype=torch.long)
@@ -66,6 +74,8 @@ def collect_demos(cfg: BCConfig, log=print) -> tuple[torch.Tensor, torch.Tensor,
             a = expert.act(obs).float()
             traj_o.append(obs.clone())
             traj_a.append(a.clone())
+            if cams:
+                traj_i.append(env.render())
             noisy = (a + cfg.demo_noise * torch.randn(a.shape, generator=gen)).clamp(-1, 1)
             lengths += alive.long()
             obs, _, te, tr, info = env.step(noisy)
@@ -85,12 +95,14 @@ def collect_demos(cfg: BCConfig, log=print) -> tuple[torch.Tensor, torch.Tensor,
             pad = ai[-1:].expand(cfg.horizon, -1)
             ext = torch.cat([ai, pad], 0)
             obs_all.append(o[i, :n])
+            if cams:
+                img_all.append(torch.stack(traj_i, 1)[i, :n])
             act_all.append(torch.stack([ext[t : t + cfg.horizon] for t in range(n)]))
     obs_t, act_t = torch.cat(obs_all), torch.cat(act_all)
     stats = {"demo_episodes": kept, "expert_episodes_tried": tried, "expert_success_rate": succeeded / tried,
              "samples": int(obs_t.shape[0])}
     log(f"demos: {kept} successful of {tried} expert episodes, {obs_t.shape[0]} samples")
-    return obs_t, act_t, stats
+    return obs_t, act_t, stats, (torch.cat(img_all) if cams else None)
 
 
 @torch.no_grad()
@@ -120,20 +132,22 @@ def pretrain(out_dir: str, cfg: BCConfig, log=print) -> dict:
         torch.set_num_threads(cfg.threads)
     t0 = time.time()
     torch.manual_seed(cfg.seed)
-    obs, acts, demo_stats = collect_demos(cfg, log)
+    obs, acts, demo_stats, images = collect_demos(cfg, log)
     env = make_env(cfg.env, 1, **env_options(cfg))
     pcfg = RobotPolicyConfig(env=cfg.env, obs_dim=env.obs_dim, action_dim=env.action_dim, horizon=cfg.horizon,
                              action_chunk=cfg.action_chunk, steps=cfg.denoise_steps, hidden=cfg.hidden,
-                             layers=cfg.layers, obs_mean=obs.mean(0).tolist(), obs_std=obs.std(0).tolist())
+                             layers=cfg.layers, obs_mean=obs.mean(0).tolist(), obs_std=obs.std(0).tolist(),
+                             backbone=cfg.backbone, pi0_path=cfg.pi0_path, image_size=cfg.image_size)
     policy = RobotFlowPolicy(pcfg)
-    params = [p for n, p in policy.named_parameters() if n.startswith("expert.")]
+    # the action expert only (pi0: the VLM stays frozen, as train_expert_only); the RL heads are trained by RL
+    params = [p for n, p in policy.named_parameters() if n.startswith("expert.") and p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(1.0, s / cfg.steps))))
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     losses = []
     for step in range(cfg.steps):
         idx = torch.randint(0, obs.shape[0], (cfg.batch_size,), generator=gen)
-        loss = policy.bc_loss(obs[idx], acts[idx], gen)
+        loss = policy.bc_loss(obs[idx], acts[idx], gen, None if images is None else images[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -155,9 +169,10 @@ def pretrain(out_dir: str, cfg: BCConfig, log=print) -> dict:
 
 def model_card(cfg: BCConfig, pcfg, demo_stats: dict, ev: dict, minutes: float) -> str:
     mt1 = "; metaworld MT1: variation = seed mod 50, the set RL trains on" if cfg.env.startswith("metaworld/") else ""
+    expert = f"MLP, {pcfg.layers} x {pcfg.hidden}, SiLU" if cfg.backbone == "mlp" else f"pi0 from {cfg.pi0_path}"
     return f"""# {cfg.env} BC flow policy (genrl)
 
-A small flow-matching action expert (MLP, {pcfg.layers} x {pcfg.hidden}, SiLU; action chunk H = {pcfg.horizon},
+A small flow-matching action expert ({expert}; action chunk H = {pcfg.horizon},
 {pcfg.action_chunk} executed, K = {pcfg.steps} Euler steps, t = 1 noise) behaviour-cloned on the CPU with
 `genrl pretrain robot --env {cfg.env} --demos {cfg.demos} --steps {cfg.steps} --seed {cfg.seed}`.
 It is the base policy for pi_RL fine-tuning (configs/robot/); it is deliberately under-trained so RL has headroom.

@@ -20,6 +20,9 @@ def add_robot_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--demo-noise", type=float, default=d.demo_noise, help="action noise while collecting demos")
     g.add_argument("--eval-episodes", type=int, default=d.eval_episodes, help="held-out episodes for the card")
     g.add_argument("--max-steps", type=int, default=None, help="env steps per episode (default: the env's)")
+    g.add_argument("--backbone", choices=["mlp", "pi0"], default=d.backbone, help="built-in MLP expert or pi0")
+    g.add_argument("--pi0-path", default=None, help="pi0 backbone: a PI0ForConditionalGeneration dir or hub id")
+    g.add_argument("--image-size", type=int, default=d.image_size, help="pi0 backbone: camera frame size")
 
 
 def run_robot(args) -> int:
@@ -33,7 +36,10 @@ def run_robot(args) -> int:
                    seed=args.seed, horizon=args.horizon, action_chunk=args.action_chunk,
                    denoise_steps=args.denoise_steps, hidden=args.hidden, layers=args.layers or d.layers,
                    demo_noise=args.demo_noise, eval_episodes=args.eval_episodes, max_steps=args.max_steps,
-                   threads=args.threads or 1)
+                   threads=args.threads or 1, backbone=args.backbone, pi0_path=args.pi0_path,
+                   image_size=args.image_size)
+    if cfg.backbone == "pi0" and not cfg.pi0_path:
+        raise UserError("--backbone pi0 needs --pi0-path (a PI0ForConditionalGeneration directory or hub id)")
     for name in ("demos", "steps", "batch_size", "horizon", "action_chunk", "denoise_steps", "hidden", "layers",
                  "eval_episodes"):
         if getattr(cfg, name) < 1:
