@@ -8,7 +8,7 @@ Each run is `genrl train configs/robot/<task>_<method>.yaml run.seed=S train.ste
 one torch thread); the curve is read back from its metrics.jsonl: eval/reward_mean (ODE success rate on the
 held-out initial states) at each evaluation, with the environment steps consumed so far (sum over training steps of
 episodes x mean episode length) and the run's wall-clock. Writes OUT.json (all curves), OUT.md (a table) and
-OUT.png (success vs env steps and vs wall-clock).
+OUT.png (success vs env steps and vs wall-clock); the runs (with their before/after GIFs in samples/) go to --runs.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def run_one(task: str, method: str, seed: int, steps: int, eval_every: int, out_
     import yaml
 
     cfg_path = os.path.join(ROOT, "configs", "robot", f"{TASKS[task]}_{method}.yaml")
-    run_dir = os.path.join(out_dir, "runs", f"{task}_{method}_s{seed}")
+    run_dir = os.path.join(out_dir, f"{task}_{method}_s{seed}")
     if os.path.isdir(run_dir):
         import shutil
 
@@ -116,6 +116,8 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=None, help="training steps per run (default: robot2d 40, push 60)")
     p.add_argument("--eval-every", type=int, default=None, help="default: robot2d 5, push 10")
     p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "robot"))
+    p.add_argument("--runs", default=os.path.join(ROOT, "runs", "bench_robot"),
+                   help="run directories (GIFs in samples/)")
     p.add_argument("--set", nargs="*", default=[], help="extra config overrides for every run")
     args = p.parse_args(argv)
     command = "python benchmarks/robot.py " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -125,7 +127,7 @@ def main(argv=None) -> int:
         every = args.eval_every or {"robot2d": 5, "push": 10}[task]
         for method in args.methods:
             for seed in args.seeds:
-                r = run_one(task, method, seed, steps, every, args.out, args.set)
+                r = run_one(task, method, seed, steps, every, args.runs, args.set)
                 results.append(r)
                 print(f"{task} {method} seed {seed}: " + " ".join(f"{p['success']:.2f}" for p in r["curve"]) +
                       f" ({r['wall_s']:.0f} s)", flush=True)
