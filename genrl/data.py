@@ -51,6 +51,10 @@ def _shapes_split(split: str) -> PromptSet:
 
 def load_prompts(source: str, key: str = "data.prompts") -> PromptSet:
     """A PromptSet from a source string (see module docstring); clear one-line errors for bad sources."""
+    if source.startswith("episodes:"):
+        from genrl.worlds.envs import episode_prompts
+
+        return episode_prompts(source, key)
     if source.startswith("shapes:"):
         split = source.split(":", 1)[1]
         if split not in ("train", "eval"):

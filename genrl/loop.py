@@ -178,8 +178,8 @@ class Trainer:
         if not self.params:
             raise ValueError("the policy has no trainable parameters; set model.lora_rank > 0")
         t = cfg.train
-        self.optimizer = torch.optim.AdamW(self.params, lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay,
-                                           eps=t.adam_eps)
+        self.optimizer = torch.optim.AdamW(self.algo.param_groups(self.policy, self.params, t.lr), lr=t.lr,
+                                           betas=tuple(t.betas), weight_decay=t.weight_decay, eps=t.adam_eps)
         self.updates_total = max(1, t.steps * t.updates_per_step * t.inner_epochs)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_lambda)
         from genrl.distributed import ZeroOptimizerState, init_deepspeed
@@ -311,7 +311,10 @@ class Trainer:
                 for k, v in out.details.items():
                     if isinstance(v, torch.Tensor) and v.numel() == len(b) and v.is_floating_point():
                         details.setdefault(k, []).append(v.detach().float().cpu().reshape(-1))
-            b.images = b.outputs = None  # not needed by the update; frees memory
+            else:  # a rollout that scores itself may report per-sample details (e.g. episode success, length)
+                for k, v in (b.get("details") or {}).items():
+                    details.setdefault(k, []).append(v.detach().float().cpu().reshape(-1))
+            b.images = b.outputs = b.details = None  # not needed by the update; frees memory
             batches.append(b)
         batch = Batch.cat(batches)
         batch.rewards = batch.rewards.cpu().float()
@@ -626,6 +629,7 @@ class Trainer:
             t_roll = time.time() - t_start
             chosen, info = self.compute_advantages(batch, step)
             batch.advantages = info.pop("adv")
+            info.update(self.algo.prepare_update(batch, self._gather))
             t1 = time.time()
             train_metrics = self.train_step(batch, chosen, step)
             self.algo.after_step(self.policy, self._ctx(step, salt=999))

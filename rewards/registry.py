@@ -31,6 +31,7 @@ _MODULES: dict[str, str] = {
     "math_answer": "rewards.verifiers",
     "sudoku": "rewards.verifiers",
     "countdown": "rewards.verifiers",
+    "episode_success": "rewards.episode",
 }
 
 

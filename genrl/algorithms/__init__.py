@@ -27,6 +27,7 @@ _MODULES: dict[str, str] = {
     "bgpo": "genrl.algorithms.bgpo",
     "diffu_grpo": "genrl.algorithms.diffu_grpo",
     "elbo_grpo": "genrl.algorithms.elbo_grpo",
+    "pi_rl": "genrl.algorithms.pi_rl",
 }
 
 

@@ -298,6 +298,16 @@ class Algorithm:
     def after_step(self, policy, ctx: StepContext) -> None:
         """Called after all updates of a step (the reference repos' "epoch")."""
 
+    def param_groups(self, policy, params: list, lr: float) -> list[dict]:
+        """Optimizer parameter groups over the trainable `params` (e.g. a critic with its own lr). Default: one."""
+        return [{"params": params}]
+
+    def prepare_update(self, batch: Batch, gather) -> dict[str, float]:
+        """Called once per step after `batch.advantages` is set, with this rank's whole step batch, before the
+        updates (e.g. normalise per-step GAE advantages over all ranks). `gather(t)` concatenates a tensor over
+        ranks. Returns metrics to log. Default: nothing."""
+        return {}
+
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume exactly (tensors, numbers, strings, lists, dicts)."""
         return {}

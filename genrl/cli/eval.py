@@ -30,6 +30,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from genrl.cli.dllm import add_text_arguments
 
     add_text_arguments(p)  # masked diffusion LMs (--model a transformers directory): genrl/cli/dllm.py
+    g = p.add_argument_group("robot policies (a directory with robot_policy.json; genrl/worlds/eval_cli.py)")
+    g.add_argument("--episodes", type=int, default=100, help="episodes from fixed initial states")
+    g.add_argument("--env", default=None, help="environment id (default: the policy's own)")
+    g.add_argument("--max-steps", type=int, default=None, help="env steps per episode (default: the env's)")
+    g.add_argument("--gif", default=None, help="also write an animated GIF of the first 8 episodes")
 
 
 def run(args) -> int:
@@ -44,7 +49,10 @@ def run(args) -> int:
     from genrl.logging_utils import save_grid
     from genrl.policies import load_policy
     from genrl.shapes.evaluate import evaluate, format_report
+    from genrl.worlds.eval_cli import is_robot_policy, run_robot_eval
 
+    if os.path.isdir(args.model) and is_robot_policy(args.model):
+        return run_robot_eval(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.steps < 1:

@@ -1,5 +1,8 @@
 """`genrl pretrain shapes --out DIR [--minutes M] [--seed S]`: pretrain the shapes-world base model by flow
-matching on rendered images (see genrl/shapes/pretrain.py for the recipe; docs/shapes.md for the world)."""
+matching on rendered images (see genrl/shapes/pretrain.py for the recipe; docs/shapes.md for the world).
+`genrl pretrain dllm --out DIR`: the puzzles world's masked diffusion LM (genrl/cli/dllm.py).
+`genrl pretrain robot --env robot2d --out DIR [--demos N] [--steps S]`: behaviour-clone a flow action policy from
+scripted-expert demonstrations (genrl/worlds/bc.py; docs/robot.md)."""
 
 from __future__ import annotations
 
@@ -14,14 +17,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from genrl.shapes.pretrain import PretrainConfig
 
     d, m = PretrainConfig(), ShapesModelConfig()
-    p.add_argument("world", choices=["shapes", "dllm"],
-                   help="what to pretrain: the shapes world's flow model, or the puzzles world's dLLM (genrl.cli.dllm)")
+    p.add_argument("world", choices=["shapes", "dllm", "robot"],
+                   help="what to pretrain: the shapes world's flow model, the puzzles world's dLLM (genrl.cli.dllm) "
+                        "or a robot policy (genrl.worlds.bc_cli)")
     p.add_argument("--out", required=True, help="output pipeline directory (e.g. assets/shapes-base)")
     p.add_argument("--minutes", type=float, default=d.minutes, help="wall-clock budget in minutes")
-    p.add_argument("--steps", type=int, default=d.steps, help="maximum optimizer steps")
+    p.add_argument("--steps", type=int, default=None, help=f"maximum optimizer steps (shapes: {d.steps})")
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--batch-size", type=int, default=None, help=f"(shapes: {d.batch_size})")
+    p.add_argument("--lr", type=float, default=None, help=f"(shapes: {d.lr})")
     p.add_argument("--ema-decay", type=float, default=d.ema_decay)
     p.add_argument("--threads", type=int, default=d.threads,
                    help="torch threads (use 1 when other jobs share the CPU: oversubscription is very slow)")
@@ -31,17 +35,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="transformer output: clean image x0 (x-prediction, v-loss) or velocity v")
     p.add_argument("--no-bf16", action="store_true", help="fp32 forward (default: bf16 autocast, ~1.2x faster)")
     p.add_argument("--warmup", type=int, default=d.warmup, help="linear warm-up steps")
-    p.add_argument("--layers", type=int, default=m.num_layers, help="transformer blocks")
+    p.add_argument("--layers", type=int, default=None,
+                   help=f"transformer blocks / robot MLP layers (shapes: {m.num_layers}, robot: 3)")
     p.add_argument("--heads", type=int, default=m.num_attention_heads, help="attention heads (x 32 = width)")
     p.add_argument("--resolution", type=int, default=m.resolution, help="image side in pixels")
     p.add_argument("--patch-size", type=int, default=m.patch_size)
+    from genrl.worlds.bc_cli import add_robot_arguments
+
+    add_robot_arguments(p)
 
 
 def run(args) -> int:
     from genrl.shapes.model import ShapesModelConfig
     from genrl.shapes.pretrain import PretrainConfig, pretrain
 
-    if args.world == "dllm":
+    if args.world == "robot":
+        from genrl.worlds.bc_cli import run_robot
+
+        return run_robot(args)
+    d, m = PretrainConfig(), ShapesModelConfig()
+    args.steps = d.steps if args.steps is None else args.steps
+    args.batch_size = d.batch_size if args.batch_size is None else args.batch_size
+    args.lr = d.lr if args.lr is None else args.lr
+    args.layers = m.num_layers if args.layers is None else args.layers
+    if args.world == "dllm":  # flags left at the shapes defaults take the dLLM defaults
         from genrl.cli.dllm import run_pretrain
 
         return run_pretrain(args)

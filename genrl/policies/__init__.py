@@ -15,6 +15,7 @@ ADAPTERS: dict[str, tuple[str, str]] = {
     "ShapesPipeline": ("shapes", "genrl.policies.shapes:ShapesPolicy"),
     "StableDiffusion3Pipeline": ("sd3", "genrl.policies.sd3:SD3Policy"),
     "FluxPipeline": ("flux", "genrl.policies.flux:FluxPolicy"),
+    "RobotFlowPolicy": ("robot", "genrl.policies.robot:RobotFlowPolicy"),
 }
 FAMILIES = {fam: target for fam, target in ADAPTERS.values()}
 FAMILIES["dllm"] = "genrl.policies.dllm:TransformersDLLM"  # transformers mask predictors (config.json, no model_index)
