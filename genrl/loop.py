@@ -145,13 +145,14 @@ class Trainer:
         self.policy = load_model(cfg).to(self.device)
         from genrl.distributed import shard_policy
 
+        self.algo.configure_policy(self.policy)  # e.g. CTRL adds its condition embedding (before the optimizer)
         shard_policy(self.policy, self.acc)  # FSDP launch config: shard the frozen base (LoRA stays replicated)
         self.params = list(self.policy.trainable_parameters())
         if not self.params:
             raise ValueError("the policy has no trainable parameters; set model.lora_rank > 0")
         t = cfg.train
-        self.optimizer = torch.optim.AdamW(self.params, lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay,
-                                           eps=t.adam_eps)
+        self.optimizer = torch.optim.AdamW(self.algo.param_groups(self.policy, self.params, t.lr), lr=t.lr,
+                                           betas=tuple(t.betas), weight_decay=t.weight_decay, eps=t.adam_eps)
         self.updates_total = max(1, t.steps * t.updates_per_step * t.inner_epochs)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_lambda)
         from genrl.distributed import ZeroOptimizerState, init_deepspeed
@@ -474,6 +475,8 @@ class Trainer:
             prompts = [ps.prompts[j] for j in ids]
             meta = [ps.metadata[j] for j in ids] if ps.metadata is not None else self.policy.metadata_for(prompts)
             b = self.algo.eval_outputs(self.policy, prompts, [_mix(ev.seed, j) for j in ids], meta, ev, ctx)
+            if b.get("metadata") is not None:  # the algorithm's own per-output metadata (e.g. CTRL's labels)
+                meta = b.metadata
             outputs = reward_input(b)
             if b.get("rewards") is not None:
                 scores, details = b.rewards.float().cpu(), b.get("details") or {}

@@ -24,6 +24,7 @@ _MODULES: dict[str, str] = {
     "grpo": "genrl.algorithms.grpo",
     "nft": "genrl.algorithms.nft",
     "awm": "genrl.algorithms.awm",
+    "ctrl": "genrl.algorithms.ctrl",
 }
 
 

@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "score": ("genrl.cli.score", "score a folder of images with one or more rewards"),
     "export": ("genrl.cli.export", "export a run's LoRA (diffusers format) or a merged pipeline"),
     "rlg-sweep": ("genrl.cli.rlg_sweep", "reward against RL-Guidance scale: a table and a plot"),
+    "classifier": ("genrl.cli.classifier", "train a calibrated image classifier on labelled images (CTRL's reward)"),
 }
 
 
