@@ -10,9 +10,9 @@ anything is written.
 
 Recipe (the reference's, scaled down): a seeded held-out split (`val_fraction`), Adam, cross-entropy,
 ReduceLROnPlateau(0.1, patience 3) on the validation loss, batch `batch_size`, `epochs` epochs, keeping the
-weights of the epoch with the lowest validation loss; then temperature
-scaling: one scalar T minimising the validation NLL of softmax(logits / T) (LBFGS, lr 0.01, 50 iterations).
-The result is a `rewards.classifier.ImageClassifier` directory, loadable without genrl.
+weights of the epoch with the lowest validation loss; then temperature scaling: one scalar T minimising the
+validation NLL of softmax(logits / T) (LBFGS on log T, lr 0.1, 100 iterations; the reference's lr 0.01 x 50 stops
+short, see fit_temperature). The result is a `rewards.classifier.ImageClassifier` directory, loadable without genrl.
 """
 
 from __future__ import annotations
@@ -101,8 +101,9 @@ def load_dataset(source: str, input_size: int = 32, labels: list[str] | None = N
     return LabelledImages(x, y, names, rows)
 
 
-def fit_temperature(logits: torch.Tensor, targets: torch.Tensor, iters: int = 50, lr: float = 0.01) -> float:
-    """Scalar T > 0 minimising NLL(softmax(logits / T), targets) (LBFGS on log T, as temperature scaling)."""
+def fit_temperature(logits: torch.Tensor, targets: torch.Tensor, iters: int = 100, lr: float = 0.1) -> float:
+    """Scalar T > 0 minimising NLL(softmax(logits / T), targets): LBFGS on log T. (The reference's LBFGS lr 0.01 x
+    50 iterations stops short of the optimum when T is far from 1: it reaches T = 1.4 where the optimum is 3.)"""
     log_t = torch.zeros((), requires_grad=True)
     opt = torch.optim.LBFGS([log_t], lr=lr, max_iter=iters)
     logits, targets = logits.detach().float(), targets
@@ -114,7 +115,7 @@ def fit_temperature(logits: torch.Tensor, targets: torch.Tensor, iters: int = 50
         return loss
 
     opt.step(closure)
-    return float(log_t.exp())
+    return float(log_t.detach().exp())
 
 
 def expected_calibration_error(probs: torch.Tensor, targets: torch.Tensor, bins: int = 10) -> float:
@@ -170,7 +171,7 @@ def train_classifier(data: LabelledImages, out: str, epochs: int = 10, batch_siz
             opt.zero_grad()
             loss.backward()
             opt.step()
-            tot, cnt = tot + float(loss) * len(idx), cnt + len(idx)
+            tot, cnt = tot + loss.item() * len(idx), cnt + len(idx)
         model.eval()
         lv = _batched_logits(model, xv)
         vloss = float(F.cross_entropy(lv, yv))

@@ -16,7 +16,7 @@ The method, top to bottom (one micro-batch):
      (the reference's per-element MEAN, i.e. 1 / dims of the true Gaussian KL; deterministic steps, s_i = 0, have
      no KL term). Truncated back-propagation: at each step K ~ randint(lo, hi) (default 0..steps, inclusive); if
      i < K both models' outputs at step i are computed without gradient (the latent path stays attached). Each
-     differentiated model call is gradient-checkpointed.
+     differentiated model call is gradient-checkpointed (unless the transformer checkpoints its own blocks).
   3. L = loss_coeff * mean_B[-log(p(y | x0) + 1e-6)] + kl_weight * mean_B[sum_i KL_i]; one backward. The loop clips
      the gradient norm (train.max_grad_norm; reference 5) over LoRA + embedding and steps AdamW with two parameter
      groups: LoRA at train.lr, the condition embedding at algorithm.embed_lr (reference weight decay 0.1).
@@ -131,6 +131,7 @@ class CTRL(Algorithm):
         if not 0 <= lo <= hi:
             raise ValueError(f"algorithm.truncation_range {config.truncation_range} must be [lo, hi], 0 <= lo <= hi")
         self.trunc = (int(lo), int(hi))
+        self._block_checkpointing = False
 
     # ---- model set-up (before the optimizer is built) ------------------------------------------------------
     def configure_policy(self, policy) -> None:
@@ -138,6 +139,8 @@ class CTRL(Algorithm):
             raise ValueError(f"CTRL needs a transformer flow policy (shapes, SD3, FLUX); got {type(policy).__name__}")
         attach_condition(policy.transformer, self.labels)
         self.classifier.to(policy.device)
+        # a transformer that checkpoints its own blocks (model.options.gradient_checkpointing) is not wrapped again
+        self._block_checkpointing = bool(getattr(policy.transformer, "is_gradient_checkpointing", False))
 
     def param_groups(self, policy, params: list, lr: float) -> list[dict]:
         emb = get_condition(policy.transformer).weight
@@ -188,7 +191,7 @@ class CTRL(Algorithm):
         if not grad:
             with torch.no_grad():
                 return fn(x, t)
-        if self.config.gradient_checkpointing:
+        if self.config.gradient_checkpointing and not self._block_checkpointing:
             return checkpoint(fn, x, t, use_reentrant=False)
         return fn(x, t)
 
