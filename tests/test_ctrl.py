@@ -242,3 +242,24 @@ def test_bad_input_one_line_errors(tiny, tmp_path):
         label_ids(policy.transformer, ["medium"])
     b = Batch(prompts=["x"])
     assert "labels" not in b
+
+
+def test_condition_guidance_factory(tiny):
+    from genrl.policies.condition import condition_factory
+
+    model, _ = tiny
+    policy = load_policy(model, lora_rank=4)
+    emb = attach_condition(policy.transformer, LABELS)
+    with torch.no_grad():
+        emb.weight[:2].normal_()
+    x, s = torch.randn(2, 3, 16, 16), torch.tensor(0.6)
+    cond, uncond = policy.encode(["a photo of a circle"] * 2), policy.encode([""])
+    with torch.no_grad():
+        v_y = policy.velocity(x, s, {**cond, "condition": label_ids(policy.transformer, ["small"] * 2)})
+        v_null = policy.velocity(x, s, {**cond, "condition": label_ids(policy.transformer, [None] * 2)})
+        assert torch.allclose(condition_factory("small")(policy, cond, uncond)(x, s), v_y, atol=1e-6)
+        # guidance over the condition only: v(c, NULL) + W (v(c, y) - v(c, NULL))
+        g = condition_factory("small", condition_scale=2.0)(policy, cond, uncond)(x, s)
+        assert torch.allclose(g, v_null + 2.0 * (v_y - v_null), atol=1e-5)
+        assert torch.allclose(condition_factory("small", condition_scale=0.0)(policy, cond, uncond)(x, s), v_null,
+                              atol=1e-6)
