@@ -206,6 +206,13 @@ def test_ctrl_two_step_run_and_sample_cli(tiny, tmp_path):
     assert sorted(os.listdir(out)) == ["grid.png", "sample_00.png", "sample_01.png"]
     assert cli(args + [str(tmp_path / "bad"), "--condition", "medium"]) == 2
     assert not os.path.exists(tmp_path / "bad")
+    # the before/after report: every prompt with every label, base vs fine-tuned, and the grid (rows = labels)
+    from genrl.shapes.ctrl_report import grid, report
+
+    res, art = report(model, run_dir, num_prompts=2, steps=2)
+    assert set(art["images"]) == {"before", *LABELS} and 0 <= res["after"]["label_acc"] <= 1
+    assert res["before/small"]["strict"] == res["before/large"]["strict"]  # the base ignores the label
+    assert os.path.isfile(grid(art["images"], art["prompts"], LABELS, str(tmp_path / "g.png"), cols=2))
 
 
 @pytest.mark.slow
