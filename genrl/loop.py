@@ -173,6 +173,7 @@ class Trainer:
         self.algo.check_inputs(self.policy, checked)  # e.g. algorithm/model kinds match, prompts fit the context
         from genrl.distributed import shard_policy
 
+        self.algo.configure_policy(self.policy)  # e.g. CTRL adds its condition embedding (before the optimizer)
         shard_policy(self.policy, self.acc)  # FSDP launch config: shard the frozen base (LoRA stays replicated)
         self.params = list(self.policy.trainable_parameters())
         if not self.params:
@@ -549,6 +550,8 @@ class Trainer:
             prompts = [ps.prompts[j] for j in ids]
             meta = [ps.metadata[j] for j in ids] if ps.metadata is not None else self.policy.metadata_for(prompts)
             b = self.algo.eval_outputs(self.policy, prompts, [_mix(ev.seed, j) for j in ids], meta, ev, ctx)
+            if b.get("metadata") is not None:  # the algorithm's own per-output metadata (e.g. CTRL's labels)
+                meta = b.metadata
             outputs = reward_input(b)
             if b.get("rewards") is not None:
                 scores, details = b.rewards.float().cpu(), b.get("details") or {}

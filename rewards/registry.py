@@ -26,6 +26,8 @@ _MODULES: dict[str, str] = {
     "jpeg_incompressibility": "rewards.jpeg",
     "geneval": "rewards.geneval",
     "shapes": "rewards.shapes",
+    "shapes_size": "rewards.shapes.size",
+    "classifier": "rewards.classifier",
     "vlm_judge": "rewards.vlm_judge",
     "multiview3d": "rewards.multiview3d",
     "math_answer": "rewards.verifiers",

@@ -79,9 +79,9 @@ def sample(
     """Integrate from `noise` (x at sigmas[0]) to sigmas[-1] (usually 0).
 
     method: "euler", "heun" (2 velocity evaluations per step), "dpm2" (DPM-Solver++(2M), first and last steps
-    first-order), an SDE kind "flow_grpo", "dance", "cps" (samplers.sde) with `noise_level`, or "sa_solver"
-    (samplers.sa_solver: AWM's reference rollout sampler, tau = `noise_level` for 0.3 <= t <= 0.9, final samples
-    only, on the reference's adjusted grid: t[0] = 0.999, last nonzero t halved). For SDE methods,
+    first-order), an SDE kind "flow_grpo", "dance", "cps", "ddim" (samplers.sde) with `noise_level`, or
+    "sa_solver" (samplers.sa_solver: AWM's reference rollout sampler, tau = `noise_level` for 0.3 <= t <= 0.9,
+    final samples only, on the reference's adjusted grid: t[0] = 0.999, last nonzero t halved). For SDE methods,
     `sde_window=(start, size)` makes only those steps stochastic; the others are Euler. noise_level = 0 gives
     exactly the Euler sampler. Noise is drawn with torch.randn(..., generator=generator) in float32 on noise's
     device, so a seeded generator makes the result deterministic.

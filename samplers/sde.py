@@ -22,6 +22,10 @@ Kinds (a = noise_level):
                mean = (1 - s) x0_hat + sqrt(s^2 - std^2) eps_hat. Its log-prob is the reference's UNNORMALISED
                form -(x_s - mean)^2 (mean or sum over elements; no variance, no constants), as paired with
                clip range 1e-5 in Flow-GRPO. Typical a: 0.8. At s = 0 the step is deterministic.
+  "ddim"       DDIM with eta = a (Song et al.) written in flow coordinates (alpha_t = 1 - t, sigma_t = t):
+               std = a s sqrt(1 - ((1 - t) s / ((1 - s) t))^2) (the DDPM posterior std for a = 1),
+               mean = (1 - s) x0_hat + sqrt(s^2 - std^2) eps_hat. a = 1 is CTRL's / DDPO's fully stochastic
+               sampler; full Gaussian log-density. At s = 0 the step is deterministic (mean = x0_hat).
 With noise_level = 0 every kind returns exactly the Euler step x + (s - t) v, std 0 and log_prob 0 (no noise
 is drawn). Deterministic steps get log_prob 0 by this package's convention.
 """
@@ -35,7 +39,7 @@ import torch
 
 from .ode import Sigma, as_column, check_same_shape
 
-SDE_KINDS = ("flow_grpo", "dance", "cps")
+SDE_KINDS = ("flow_grpo", "dance", "cps", "ddim")
 REDUCTIONS = ("mean", "sum")
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -94,10 +98,16 @@ def sde_mean_std(
         score = -(x - (1 - t) * x0) / t**2
         mean = x - h * v + 0.5 * a**2 * h * score
         std = a * torch.sqrt(h)
-    else:  # cps
+    elif kind == "cps":
         x0 = x - t * v
         eps = x + (1 - t) * v
         std = s * math.sin(a * math.pi / 2)
+        mean = (1 - s) * x0 + torch.sqrt((s**2 - std**2).clamp_min(0.0)) * eps
+    else:  # ddim
+        x0 = x - t * v
+        eps = x + (1 - t) * v
+        ratio = (1 - t) * s / ((1 - s) * t)
+        std = a * s * torch.sqrt((1 - ratio**2).clamp_min(0.0))
         mean = (1 - s) * x0 + torch.sqrt((s**2 - std**2).clamp_min(0.0)) * eps
     return mean, std
 

@@ -67,7 +67,7 @@ def test_idle_steps_abort(model, tmp_path):
     ("sample.noise_level=-0.1", "'sample.noise_level' must be a finite number >= 0"),
     ("sample.resolution=0", "'sample.resolution' must be a positive number"),
     ("rewards.shapes=.inf", "'rewards.shapes' must be a finite weight"),
-    ("sample.method=ddim", "'sample.method' must be one of"),
+    ("sample.method=ddpm", "'sample.method' must be one of"),
 ])
 def test_bad_values_refused_before_anything_is_written(model, tmp_path, capsys, override, message):
     cfg_path = tmp_path / "c.yaml"

@@ -194,7 +194,7 @@ def test_heun_uses_two_evaluations_per_step():
 # ---------------------------------------------------------------- bad input
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(method="ddim"), "method must be one of"),
+    (dict(method="ddpm"), "method must be one of"),
     (dict(record="all"), "record must be one of"),
     (dict(method="flow_grpo", noise_level=-1.0), "noise_level"),
     (dict(method="euler", noise_level=0.7), "noise_level and sde_window"),

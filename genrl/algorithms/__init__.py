@@ -28,6 +28,7 @@ _MODULES: dict[str, str] = {
     "diffu_grpo": "genrl.algorithms.diffu_grpo",
     "elbo_grpo": "genrl.algorithms.elbo_grpo",
     "pi_rl": "genrl.algorithms.pi_rl",
+    "ctrl": "genrl.algorithms.ctrl",
 }
 
 

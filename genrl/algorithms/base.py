@@ -289,6 +289,15 @@ class Algorithm:
         yield self.loss(policy, mb, ctx)
 
     # ---- hooks ---------------------------------------------------------------------------------------------
+    def configure_policy(self, policy) -> None:
+        """Called once right after the model is loaded, BEFORE the optimizer is built and a checkpoint restored:
+        add trainable modules here (e.g. CTRL's condition embedding)."""
+
+    def param_groups(self, policy, params: list, lr: float) -> list[dict]:
+        """Optimizer parameter groups over `params` (policy.trainable_parameters()). Default: one group at
+        train.lr. A method may give groups their own lr (CTRL: LoRA and condition embedding)."""
+        return [{"params": params, "lr": lr}]
+
     def setup(self, policy, ctx: StepContext) -> None:
         """Called once before training (after resume state is loaded), e.g. to create an old-policy copy."""
 

@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("genrl.cli.export", "export a run's LoRA (diffusers format) or a merged pipeline"),
     "rlg-sweep": ("genrl.cli.rlg_sweep", "reward against RL-Guidance scale: a table and a plot"),
     "data": ("genrl.cli.data", "write the GenEval / OCR prompt sets the shipped recipes read"),
+    "classifier": ("genrl.cli.classifier", "train a calibrated image classifier on labelled images (CTRL's reward)"),
 }
 
 

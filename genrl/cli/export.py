@@ -71,6 +71,9 @@ def run(args) -> int:
         raise UserError(str(e)) from None
     ckpt = _checkpoint(run_dir, args.checkpoint)
     weights = os.path.join(ckpt, "lora")
+    if args.merge and os.path.isfile(os.path.join(weights, "condition.json")):
+        raise UserError("--merge cannot carry a CTRL condition embedding (it is not part of the base architecture); "
+                        "export without --merge and sample with `genrl sample --lora DIR --condition LABEL`")
     if args.raw:
         weights = _raw_weights(cfg, ckpt, os.path.join(args.out, ".raw-tmp"))
     if _shapes_weights(weights):

@@ -33,6 +33,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_text_arguments(p)  # masked diffusion LMs (--model a transformers directory): genrl/cli/dllm.py
     p.add_argument("--lora", default=None, metavar="RUN_DIR_OR_LORA",
                    help="RL Guidance: a fine-tuned LoRA (run directory or LoRA directory) on top of --model")
+    p.add_argument("--condition", default=None, metavar="LABEL",
+                   help="CTRL: sample with this label of the --lora's condition embedding (its condition.json)")
+    p.add_argument("--condition-scale", type=float, default=None, metavar="W",
+                   help="with --condition: guidance over the condition only (negative = same prompt, NULL label)")
     p.add_argument("--rlg-scale", type=float, default=None, metavar="W",
                    help="RL Guidance scale with --lora (default 1): v = v_base + W (v_lora - v_base), CFG inside each "
                         "first; 0 = base, 1 = fine-tuned, >1 extrapolates")
@@ -40,6 +44,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def velocity_factory(args, policy):
     """None = plain CFG sampling; a callable(policy, cond, uncond) -> velocity_fn(x, sigma) otherwise."""
+    if getattr(args, "condition", None) is not None:  # CTRL's label (genrl/policies/condition.py)
+        from genrl.policies.condition import condition_factory
+
+        inner = None
+        if getattr(args, "rlg_scale", None) is not None:
+            from genrl.rlg import rlg_velocity_fn
+            from genrl.shapes.generate import cfg_velocity
+
+            scale = args.cfg_scale if args.condition_scale is None else args.condition_scale
+            inner = lambda pol, c, u: rlg_velocity_fn(pol, c, u, scale, args.rlg_scale, cfg_fn=cfg_velocity)  # noqa: E731
+        return condition_factory(args.condition, args.cfg_scale, args.condition_scale, inner)
     if getattr(args, "lora", None):  # RL Guidance (genrl/rlg.py), with the same CFG velocity as plain sampling
         from genrl.rlg import rlg_velocity_fn
         from genrl.shapes.generate import cfg_velocity
@@ -74,6 +89,10 @@ def run(args) -> int:
         raise UserError(f"--model {args.model} is a file; pass a pipeline directory or a hub id")
     if getattr(args, "rlg_scale", None) is not None and not getattr(args, "lora", None):
         raise UserError("--rlg-scale needs --lora RUN_DIR_OR_LORA (the fine-tuned model to guide with)")
+    if getattr(args, "condition", None) is not None and not getattr(args, "lora", None):
+        raise UserError("--condition needs --lora RUN_DIR_OR_LORA (a CTRL run, whose LoRA holds the condition)")
+    if getattr(args, "condition_scale", None) is not None and getattr(args, "condition", None) is None:
+        raise UserError("--condition-scale needs --condition LABEL")
     if getattr(args, "lora", None):
         from genrl.rlg import load_rlg_policy
 
@@ -97,6 +116,8 @@ def run(args) -> int:
     for i, a in enumerate(arr):
         Image.fromarray(a).save(os.path.join(args.out, f"sample_{i:02d}.png"))
     title = f'"{args.prompt}"  seed {args.seed}, {args.steps} steps, cfg {args.cfg_scale}'
+    if getattr(args, "condition", None) is not None:
+        title += f", condition {args.condition}"
     path = save_grid(images, [""] * len(images), os.path.join(args.out, "grid.png"), scores=scores, title=title,
                      cell=128)
     print(f"wrote {path}")

@@ -17,6 +17,7 @@ from torch import nn
 
 from genrl import lora as lora_lib
 from genrl.policies import read_model_index
+from genrl.policies.condition import condition_disabled, load_condition, save_condition
 
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
           "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
@@ -121,7 +122,8 @@ def adapter_disabled(transformer: nn.Module, reference: nn.Module | None, holder
         return
     transformer.disable_adapters()
     try:
-        yield
+        with condition_disabled(transformer):  # CTRL: the base has no condition embedding either
+            yield
     finally:
         transformer.enable_adapters()
 
@@ -138,11 +140,13 @@ def save_trained(transformer: nn.Module, directory: str, pipeline_class: str, fu
         cfg = transformer.peft_config["default"]
         info = {"kind": "lora", "pipeline": pipeline_class, "rank": cfg.r, "alpha": cfg.lora_alpha,
                 "targets": sorted(cfg.target_modules)}
+    save_condition(transformer, directory)  # CTRL's label embedding (condition.safetensors), when there is one
     with open(os.path.join(directory, TRAINABLE_INFO), "w") as f:
         json.dump(info, f, indent=1)
 
 
 def load_trained(transformer: nn.Module, directory: str, full: bool) -> None:
+    load_condition(transformer, directory)  # attaches CTRL's label embedding when the directory has one
     if full:
         from safetensors.torch import load_file
 

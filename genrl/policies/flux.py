@@ -27,6 +27,7 @@ from torch import nn
 
 from genrl import lora as lora_lib
 from genrl.policies.base import Cond, FlowPolicy
+from genrl.policies.condition import condition_scope
 from genrl.policies.diffusers_common import (
     PromptCache,
     adapter_disabled,
@@ -144,11 +145,12 @@ class FluxPolicy(FlowPolicy):
         guidance = None
         if self.transformer.config.guidance_embeds:
             guidance = torch.full([b], float(self.guidance_scale), device=x.device, dtype=torch.float32)
-        out = model(
-            hidden_states=x.to(dtype), timestep=timestep.to(dtype), guidance=guidance,
-            pooled_projections=cond["pooled_prompt_embeds"].to(dtype), encoder_hidden_states=emb, txt_ids=txt_ids,
-            img_ids=img_ids, return_dict=False,
-        )[0]
+        with condition_scope(self.transformer, cond, b):  # CTRL labels: cond["condition"]
+            out = model(
+                hidden_states=x.to(dtype), timestep=timestep.to(dtype), guidance=guidance,
+                pooled_projections=cond["pooled_prompt_embeds"].to(dtype), encoder_hidden_states=emb,
+                txt_ids=txt_ids, img_ids=img_ids, return_dict=False,
+            )[0]
         return out.float()
 
     def unpack(self, x: torch.Tensor) -> torch.Tensor:
@@ -164,7 +166,7 @@ class FluxPolicy(FlowPolicy):
     def decode(self, x: torch.Tensor) -> torch.Tensor:
         vae = self._frozen["vae"]
         z = self.unpack(x) / vae.config.scaling_factor + vae.config.shift_factor
-        with torch.no_grad():
+        with contextlib.nullcontext() if x.requires_grad else torch.no_grad():  # CTRL: reward backprop
             img = vae.decode(z.to(device=vae.device, dtype=vae.dtype), return_dict=False)[0]
         return (img.float() / 2 + 0.5).clamp(0, 1)
 

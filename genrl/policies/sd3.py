@@ -27,6 +27,7 @@ from torch import nn
 
 from genrl import lora as lora_lib
 from genrl.policies.base import Cond, FlowPolicy
+from genrl.policies.condition import condition_scope
 from genrl.policies.diffusers_common import (
     PromptCache,
     adapter_disabled,
@@ -137,16 +138,17 @@ class SD3Policy(FlowPolicy):
         dtype = model.dtype
         sigma = torch.as_tensor(sigma, device=x.device, dtype=torch.float32)
         timestep = (sigma * 1000).expand(x.shape[0]) if sigma.ndim == 0 else sigma * 1000
-        out = model(
-            hidden_states=x.to(dtype), timestep=timestep, encoder_hidden_states=cond["prompt_embeds"].to(dtype),
-            pooled_projections=cond["pooled_prompt_embeds"].to(dtype), return_dict=False,
-        )[0]
+        with condition_scope(self.transformer, cond, x.shape[0]):  # CTRL labels: cond["condition"]
+            out = model(
+                hidden_states=x.to(dtype), timestep=timestep, encoder_hidden_states=cond["prompt_embeds"].to(dtype),
+                pooled_projections=cond["pooled_prompt_embeds"].to(dtype), return_dict=False,
+            )[0]
         return out.float()
 
     def decode(self, x: torch.Tensor) -> torch.Tensor:
         vae = self._frozen["vae"]
         z = x / vae.config.scaling_factor + vae.config.shift_factor
-        with torch.no_grad():
+        with contextlib.nullcontext() if x.requires_grad else torch.no_grad():  # CTRL: reward backprop
             img = vae.decode(z.to(device=vae.device, dtype=vae.dtype), return_dict=False)[0]
         return (img.float() / 2 + 0.5).clamp(0, 1)
 

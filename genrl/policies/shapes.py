@@ -22,6 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from genrl.policies.base import Cond, FlowPolicy
+from genrl.policies.condition import condition_disabled, condition_scope, load_condition, save_condition
 
 ATTN_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out")
 FF_TARGETS = ("ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2")
@@ -118,8 +119,9 @@ class ShapesPolicy(FlowPolicy):
         if hs.shape[0] == 1 and b > 1:
             hs, pooled = hs.expand(b, -1, -1), pooled.expand(b, -1)
         model = self.reference if (self._use_reference and self.reference is not None) else self.transformer
-        out = model(hidden_states=x, encoder_hidden_states=hs.to(x.dtype), pooled_projections=pooled.to(x.dtype),
-                    timestep=t).sample
+        with condition_scope(self.transformer, cond, b):  # cond["condition"]: CTRL labels (genrl/policies/condition)
+            out = model(hidden_states=x, encoder_hidden_states=hs.to(x.dtype), pooled_projections=pooled.to(x.dtype),
+                        timestep=t).sample
         if self.prediction == "x0":
             out = (x - out) / (t / 1000).clamp(min=1e-6).view(-1, *([1] * (x.dim() - 1)))
         return out
@@ -137,7 +139,8 @@ class ShapesPolicy(FlowPolicy):
 
     @contextlib.contextmanager
     def disable_adapter(self):
-        """Inside: velocity() is the frozen base model (LoRA disabled, or the reference copy for full FT)."""
+        """Inside: velocity() is the frozen base model (LoRA disabled, or the reference copy for full FT; no
+        condition embedding)."""
         if self.reference is not None:
             prev, self._use_reference = self._use_reference, True
             try:
@@ -147,7 +150,8 @@ class ShapesPolicy(FlowPolicy):
         else:
             self.transformer.disable_adapters()
             try:
-                yield self
+                with condition_disabled(self.transformer):
+                    yield self
             finally:
                 self.transformer.enable_adapters()
 
@@ -160,15 +164,18 @@ class ShapesPolicy(FlowPolicy):
             from peft.utils import get_peft_model_state_dict
 
             sd = get_peft_model_state_dict(self.transformer)
+            save_condition(self.transformer, directory)  # CTRL's label embedding, when there is one
             save_file({k: v.detach().cpu().contiguous() for k, v in sd.items()}, os.path.join(directory, LORA_FILE))
         else:
-            sd = self.transformer.state_dict()
+            sd = {k: v for k, v in self.transformer.state_dict().items() if not k.startswith("genrl_condition.")}
+            save_condition(self.transformer, directory)
             save_file({k: v.detach().cpu().contiguous() for k, v in sd.items()}, os.path.join(directory, FULL_FILE))
         with open(os.path.join(directory, META_FILE), "w") as f:
             json.dump(meta, f, indent=2)
 
     def load_trainable(self, directory: str) -> None:
         lora, full = os.path.join(directory, LORA_FILE), os.path.join(directory, FULL_FILE)
+        load_condition(self.transformer, directory)  # attaches CTRL's label embedding when the directory has one
         if self.lora_rank > 0:
             if not os.path.isfile(lora):
                 raise FileNotFoundError(f"{directory} has no {LORA_FILE}; was it saved with lora_rank=0? "
@@ -184,7 +191,11 @@ class ShapesPolicy(FlowPolicy):
         else:
             if not os.path.isfile(full):
                 raise FileNotFoundError(f"{directory} has no {FULL_FILE}; it holds a LoRA: load with lora_rank>0")
-            self.transformer.load_state_dict(load_file(full, device=str(self.device)))
+            res = self.transformer.load_state_dict(load_file(full, device=str(self.device)), strict=False)
+            missing = [k for k in res.missing_keys if not k.startswith("genrl_condition.")]
+            if missing or res.unexpected_keys:
+                raise ValueError(f"{full} does not match this model: missing {missing[:2]}, unexpected "
+                                 f"{res.unexpected_keys[:2]}")
 
     def metadata_for(self, prompts: list[str]):
         """[{"spec": ...}] parsed from prompts in the world's grammar; None if any prompt is outside it."""
