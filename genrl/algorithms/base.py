@@ -295,7 +295,7 @@ class Algorithm:
 
     def param_groups(self, policy, params: list, lr: float) -> list[dict]:
         """Optimizer parameter groups over `params` (policy.trainable_parameters()). Default: one group at
-        train.lr. A method may give groups their own lr (CTRL: LoRA and condition embedding)."""
+        train.lr. A method may give groups their own lr (CTRL: LoRA and condition embedding; PPO: the critic)."""
         return [{"params": params, "lr": lr}]
 
     def setup(self, policy, ctx: StepContext) -> None:
@@ -306,10 +306,6 @@ class Algorithm:
 
     def after_step(self, policy, ctx: StepContext) -> None:
         """Called after all updates of a step (the reference repos' "epoch")."""
-
-    def param_groups(self, policy, params: list, lr: float) -> list[dict]:
-        """Optimizer parameter groups over the trainable `params` (e.g. a critic with its own lr). Default: one."""
-        return [{"params": params}]
 
     def prepare_update(self, batch: Batch, gather) -> dict[str, float]:
         """Called once per step after `batch.advantages` is set, with this rank's whole step batch, before the

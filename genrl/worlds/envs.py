@@ -94,6 +94,7 @@ class MetaWorldVectorEnv:
     def __init__(self, task: str, num_envs: int, max_steps: int = 150, render_size: int = 64):
         import warnings
 
+        _import_metaworld()  # the clear error names the extra even when an MT1 benchmark is cached
         bench = _mt1(task)
         cls = bench.train_classes[task]
         self.tasks = list(bench.train_tasks)
