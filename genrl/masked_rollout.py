@@ -190,3 +190,19 @@ class MaskedDLLMAlgorithm:
     @torch.no_grad()
     def eval_outputs(self, policy, prompts, seeds, metadata, ev, ctx) -> Batch:
         return text_eval_outputs(policy, prompts, seeds, self.config)
+
+
+class ELBOMethod(MaskedDLLMAlgorithm):
+    """Mixin of the ELBO-ratio methods (BGPO, ELBO-GRPO): `algorithm.mc_samples` n_t >= 1 and, off-policy, the
+    old policy's n_t ELBO terms stored at rollout (on-policy they equal the detached current ones)."""
+
+    def __init__(self, config, sample_cfg, advantage_cfg):
+        super().__init__(config, sample_cfg, advantage_cfg)
+        if config.mc_samples < 1:
+            raise ValueError(f"algorithm.mc_samples must be >= 1, got {config.mc_samples}")
+
+    def rollout(self, policy, prompts, groups, ctx) -> Batch:
+        b = super().rollout(policy, prompts, groups, ctx)
+        if not self.config.on_policy:
+            b.old_elbo = elbo_terms_nograd(policy, b, self.config.mc_samples)
+        return b

@@ -17,10 +17,9 @@ import torch
 
 from genrl.algorithms.base import Algorithm, register_algorithm
 from genrl.masked_rollout import (
-    MaskedDLLMAlgorithm,
+    ELBOMethod,
     MaskedDLLMConfig,
     elbo_term,
-    elbo_terms_nograd,
     mc_masks,
     sequences,
 )
@@ -35,19 +34,8 @@ class ELBOGRPOConfig(MaskedDLLMConfig):
 
 
 @register_algorithm("elbo_grpo")
-class ELBOGRPO(MaskedDLLMAlgorithm, Algorithm):
+class ELBOGRPO(ELBOMethod, Algorithm):
     Config = ELBOGRPOConfig
-
-    def __init__(self, config, sample_cfg, advantage_cfg):
-        super().__init__(config, sample_cfg, advantage_cfg)
-        if config.mc_samples < 1:
-            raise ValueError(f"algorithm.mc_samples must be >= 1, got {config.mc_samples}")
-
-    def rollout(self, policy, prompts, groups, ctx):
-        b = super().rollout(policy, prompts, groups, ctx)
-        if not self.config.on_policy:
-            b.old_elbo = elbo_terms_nograd(policy, b, self.config.mc_samples)
-        return b
 
     def loss(self, policy, mb, ctx):
         n = self.config.mc_samples
