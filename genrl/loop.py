@@ -167,10 +167,16 @@ class Trainer:
         # ---- model (same LoRA init on every rank) ----
         torch.manual_seed(cfg.run.seed)
         self.policy = load_model(cfg).to(self.device)
-        checked = {"data.prompts": self.train_prompts.prompts}
+        # inputs the algorithm or the reward cannot handle fail here, before anything is written: e.g. algorithm /
+        # model kinds that do not match, prompts longer than the context, prompts outside a world's grammar
+        checked = {"data.prompts": self.train_prompts}
         if self.eval_sets:
-            checked["eval.prompts"] = self.eval_sets[0][1].prompts
-        self.algo.check_inputs(self.policy, checked)  # e.g. algorithm/model kinds match, prompts fit the context
+            checked["eval.prompts"] = self.eval_sets[0][1]
+        self.algo.check_inputs(self.policy, {k: ps.prompts for k, ps in checked.items()})
+        for ps in [self.train_prompts] + [p for _, p in self.eval_sets]:
+            meta = ps.metadata if ps.metadata is not None else getattr(self.policy, "metadata_for", lambda _: None)(
+                ps.prompts)
+            self.reward_fn.check_inputs(ps.prompts, meta)
         from genrl.distributed import shard_policy
 
         self.algo.configure_policy(self.policy)  # e.g. CTRL adds its condition embedding (before the optimizer)
@@ -219,12 +225,6 @@ class Trainer:
                                 "replaced)")
         if ckpt is not None:
             self._restore(ckpt)
-        # prompts the reward cannot score (outside a world's grammar, no quoted text, ...) fail here, before
-        # anything is written, not at the first rollout
-        for ps in [self.train_prompts] + [p for _, p in self.eval_sets]:
-            meta = ps.metadata if ps.metadata is not None else getattr(self.policy, "metadata_for", lambda _: None)(
-                ps.prompts)
-            self.reward_fn.check_inputs(ps.prompts, meta)
         self.algo.setup(self.policy, self._ctx(self.step))
         self.acc.wait_for_everyone()  # every rank has checked run.dir before the main process writes into it
         if self.main:
@@ -480,7 +480,7 @@ class Trainer:
                     continue
                 self.nonfinite_in_row = 0
                 grad_norms.append(float(norm))
-                if not all(bool(torch.isfinite(p).all()) for p in self.params):
+                if not bool(torch.stack([torch.isfinite(p).all() for p in self.params]).all()):  # one sync
                     raise TrainingAborted(
                         f"step {step}: the trainable weights became non-finite after update {self.update + 1}; lower "
                         f"train.lr (now {self.scheduler.get_last_lr()[0]:g}); the last checkpoint is intact"

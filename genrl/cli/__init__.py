@@ -35,6 +35,18 @@ class _Help(argparse.HelpFormatter):
         return f"{h} (default: %(default)s)"
 
 
+def write_report(path: str | None, report: dict) -> None:
+    """Write a command's JSON report to `path` (parent folders created) and say so; nothing when path is None."""
+    if not path:
+        return
+    import json
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(report, f, indent=2)
+    print(f"wrote {path}")
+
+
 class UserError(Exception):
     """A problem with the user's input; printed as one line without a traceback."""
 

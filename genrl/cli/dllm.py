@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 
-from genrl.cli import UserError
+from genrl.cli import UserError, write_report
 
 
 def add_text_arguments(p) -> None:
@@ -146,11 +146,7 @@ def run_eval(args) -> int:
                            "remasking": cfg.remasking, "seed": args.seed}}
     print(f"{args.task}:{args.split}  n={len(prompts)}  score {report['overall']['score']:.4f}  "
           f"solved {report['overall']['solved']:.4f}")
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as f:
-            json.dump(report, f, indent=2)
-        print(f"wrote {args.out}")
+    write_report(args.out, report)
     return 0
 
 

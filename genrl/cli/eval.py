@@ -6,10 +6,9 @@ genrl/shapes/evaluate.py). The JSON is {"overall": {"strict", "partial"}, "per_c
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
-from genrl.cli import UserError
+from genrl.cli import UserError, write_report
 from genrl.shapes.generate import DEFAULT_CFG, DEFAULT_SHIFT, DEFAULT_STEPS
 
 
@@ -65,11 +64,7 @@ def run(args) -> int:
                                      per_category=args.per_category, batch_size=args.batch_size)
     report["protocol"]["model"] = args.model
     print(format_report(report))
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as f:
-            json.dump(report, f, indent=2)
-        print(f"wrote {args.out}")
+    write_report(args.out, report)
     if args.grid:
         idx, seen = [], {}
         for i, s in enumerate(specs):

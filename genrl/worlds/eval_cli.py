@@ -5,7 +5,6 @@ faults (episodes dropped after an env fault), env, model, seed."""
 
 from __future__ import annotations
 
-import json
 import os
 
 
@@ -16,7 +15,7 @@ def is_robot_policy(path: str) -> bool:
 def run_robot_eval(args) -> int:
     import torch
 
-    from genrl.cli import UserError
+    from genrl.cli import UserError, write_report
     from genrl.policies import load_policy
     from genrl.worlds.bc import success_rate
     from genrl.worlds.envs import EVAL_SEED_OFFSET, make_env
@@ -33,11 +32,7 @@ def run_robot_eval(args) -> int:
     report.update(env=env_id, model=args.model, seed=args.seed, first_reset_seed=offset)
     print(f"{args.model} on {env_id}: success {report['success_rate']:.3f} over {report['episodes']} episodes "
           f"(mean length {report['length_mean']:.1f}, faults {report['faults']})")
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as f:
-            json.dump(report, f, indent=2)
-        print(f"wrote {args.out}")
+    write_report(args.out, report)
     if args.gif:
         n = min(8, args.episodes)
         ep = run_episodes(policy, make_env(env_id, n, **opts), list(range(offset, offset + n)), "ode",
