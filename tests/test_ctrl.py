@@ -181,7 +181,9 @@ def test_ctrl_two_step_run_and_sample_cli(tiny, tmp_path):
     model, clf = tiny
     run_dir = str(tmp_path / "run")
     raw = ctrl_raw(model, clf, run_dir, eval={"every": 2, "num_prompts": 2, "steps": 2, "batch_size": 2,
-                                              "grid_images": 2, "use_ema": False})
+                                              "grid_images": 2, "use_ema": False},
+                   # the rollout reward is 0 by design (the reward is in the loss): never an idle step
+                   run={"max_idle_steps": 1})
     trainer = Trainer(load_config(raw=raw), progress=False)
     emb = get_condition(trainer.policy.transformer)
     assert [g["lr"] for g in trainer.optimizer.param_groups] == [1e-2, 5e-2]

@@ -208,6 +208,9 @@ class Algorithm:
     name: str = "base"
     #: the policy contract the method drives (policy.kind): "flow" (FlowPolicy) or "masked_lm" (MaskedLMPolicy)
     policy_kind: str = "flow"
+    #: whether the loss learns from the group advantages; if it does, a step whose advantages are all 0 counts
+    #: as idle (run.max_idle_steps). A method whose reward is inside its loss (CTRL) sets False.
+    learns_from_advantages: bool = True
 
     def __init__(self, config: AlgorithmConfig, sample_cfg: Any, advantage_cfg: Any):
         self.config = config

@@ -103,6 +103,7 @@ class CTRL(Algorithm):
     """Conditioning by direct reward back-propagation through a stochastic sampler with a per-step KL to the base."""
 
     Config = CTRLConfig
+    learns_from_advantages = False  # the classifier reward is back-propagated inside the loss
 
     def __init__(self, config: CTRLConfig, sample_cfg, advantage_cfg):
         super().__init__(config, sample_cfg, advantage_cfg)
