@@ -60,6 +60,13 @@ class RunResult:
     curves: str | None
 
 
+def per_sample(details: dict, n: int) -> dict[str, torch.Tensor]:
+    """The per-sample numeric details of a reward output ([n] float or bool tensors; flags become 0/1), as float
+    CPU tensors: what the loop logs as train/reward_<name> and eval/<name>."""
+    return {k: v.detach().float().cpu().reshape(-1) for k, v in details.items()
+            if isinstance(v, torch.Tensor) and v.numel() == n and (v.is_floating_point() or v.dtype == torch.bool)}
+
+
 def _mix(*xs: int) -> int:
     h = 1469598103934665603
     for x in xs:
@@ -309,9 +316,8 @@ class Trainer:
                 b.rewards = out.scores.float().cpu()
                 b.rewards[bad] = float("nan")  # non-finite samples are never scored: their groups are dropped
                 details.setdefault("nonfinite_samples", []).append(bad.float())
-                for k, v in out.details.items():
-                    if isinstance(v, torch.Tensor) and v.numel() == len(b) and v.is_floating_point():
-                        details.setdefault(k, []).append(v.detach().float().cpu().reshape(-1))
+                for k, v in per_sample(out.details, len(b)).items():
+                    details.setdefault(k, []).append(v)
             else:  # a rollout that scores itself may report per-sample details (e.g. episode success, length)
                 for k, v in (b.get("details") or {}).items():
                     details.setdefault(k, []).append(v.detach().float().cpu().reshape(-1))
@@ -559,11 +565,11 @@ class Trainer:
                 out, bad = self._score(outputs, prompts, meta)
                 scores, details = out.scores.float().clone(), out.details
                 scores[bad] = float("nan")
+            details = per_sample(details, len(ids))
             for k, j in enumerate(ids):
                 row = {"idx": j, "reward": float(scores[k])}
                 for name, v in details.items():
-                    if isinstance(v, torch.Tensor) and v.numel() == len(ids) and v.is_floating_point():
-                        row[name] = float(v[k])
+                    row[name] = float(v[k])
                 results.append(row)
                 if j in grid_ids:
                     grid_items.append((outputs[k], prompts[k], float(scores[k])))
@@ -648,7 +654,7 @@ class Trainer:
                    "time/rollout_s": t_roll,
                    "time/train_s": t_train, "time/step_s": time.time() - t_start}
             for k, v in details.items():
-                rec[f"train/reward_{k}"] = self._gather(v).mean().item() if v.numel() else None
+                rec[f"train/reward_{k}"] = self._gather(v).nanmean().item() if v.numel() else None  # NaN: unscored
             if self.step % cfg.run.log_every == 0 or self.step == total:
                 self.logger.log(rec)
             if bar is not None:

@@ -1,5 +1,6 @@
 """Weighted sum of several rewards: score = sum_k w_k * raw_score_k (no per-reward normalisation, as in
-Flow-GRPO's multi_score). Each component's raw scores are kept in details under its name."""
+Flow-GRPO's multi_score). Each component's raw scores are kept in details under its name; a weight-0 component
+is scored and logged only. A NaN score (a sample the reward could not score) makes the sum NaN."""
 
 from __future__ import annotations
 
@@ -38,8 +39,11 @@ class CombinedReward(Reward):
             details[name] = out.scores
             for k, v in out.details.items():
                 details[f"{name}/{k}"] = v
-            total = out.scores * self.weights[name] if total is None else total + out.scores * self.weights[name]
-        return RewardOutput(total.to(torch.float32), details)
+            if total is None:
+                total = torch.zeros_like(out.scores, dtype=torch.float32)
+            if self.weights[name] != 0:  # a weight-0 (logged only) reward's NaN (a failed judge) stays out of the sum
+                total = total + out.scores.float() * self.weights[name]
+        return RewardOutput(total, details)
 
 
 def combine(weights: dict[str, float], options: dict[str, dict] | None = None) -> Reward:

@@ -3,10 +3,17 @@
 
 As in Flow-GRPO's UnifiedReward scorer: each image is resized to 512x512, sent as a base64 PNG data URL next to
 the prompt template, `temperature=0`; the reply is parsed for "Final Score: k" (UnifiedReward) or
-"<Score>k</Score>" (Qwen-VL rubric) and the reward is k / 5 in [0, 1]. An unparsable reply scores 0 and is
-flagged in `details["parsed"]`; a request that still fails after `max_retries` retries (timeout, connection
-error, HTTP 429/5xx) scores 0 and is flagged in `details["failed"]`; if every request of a call fails, a
-ConnectionError names the endpoint. Requests run in a thread pool of `concurrency` workers.
+"<Score>k</Score>" (Qwen-VL rubric) and the reward is k / 5 in [0, 1].
+
+Faults. A timeout, a refused connection, HTTP 429 / 5xx or a body that is not an OpenAI chat reply (malformed
+JSON) is retried up to `max_retries` times, after an exponential backoff with full jitter
+(`uniform(0, min(max_backoff, retry_backoff * 2**attempt))`, or the server's Retry-After when it sends one).
+A request that still fails is flagged in `details["failed"]`; a reply without a score is flagged in
+`details["unparsed"]` (`details["parsed"]` marks the scored ones). Both score `on_failure`: NaN by default, so the
+training loop drops their groups and counts them (train/nonfinite_groups) instead of training on a made-up
+score; `on_failure=0.0` gives the old "score 0" behaviour. If every request of a call fails, a ConnectionError
+names the endpoint. Requests run in a thread pool of `concurrency` workers; `stats` counts requests, retries,
+failures and unparsed replies since the reward was built, and the peak number of requests in flight.
 
 Serve UnifiedReward with e.g. `python -m sglang.launch_server --model-path CodeGoat24/UnifiedReward-7b-v1.5
 --api-key flowgrpo --port 8000 --chat-template chatml-llava` and load
@@ -19,7 +26,10 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
+import random
 import re
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -83,7 +93,18 @@ def image_data_url(image: Image.Image, size: int | None = 512) -> str:
 
 
 class _Retryable(Exception):
-    pass
+    def __init__(self, msg: str, retry_after: float | None = None):
+        super().__init__(msg)
+        self.retry_after = retry_after
+
+
+def _retry_after(headers) -> float | None:
+    """Seconds from an HTTP Retry-After header given as a number (HTTP dates are ignored)."""
+    try:
+        v = float(headers.get("Retry-After", ""))
+    except (TypeError, ValueError, AttributeError):
+        return None
+    return v if math.isfinite(v) and v >= 0 else None
 
 
 @register("vlm_judge")
@@ -104,8 +125,10 @@ class VLMJudge(Reward):
         timeout: float = 60.0,
         max_retries: int = 3,
         retry_backoff: float = 1.0,
+        max_backoff: float = 30.0,
         concurrency: int = 8,
         batch_size: int = 64,
+        on_failure: float = float("nan"),
     ):
         if not urllib.parse.urlparse(base_url).scheme.startswith("http"):
             raise ValueError(f"vlm_judge: base_url must be http(s)://host:port/v1, got {base_url!r}")
@@ -117,7 +140,15 @@ class VLMJudge(Reward):
         self.max_score, self.image_size, self.max_tokens = float(max_score), image_size, int(max_tokens)
         self.temperature, self.timeout = float(temperature), float(timeout)
         self.max_retries, self.retry_backoff = int(max_retries), float(retry_backoff)
+        self.max_backoff = float(max_backoff)
+        if self.max_retries < 0 or not self.timeout > 0 or self.retry_backoff < 0 or self.max_backoff < 0:
+            raise ValueError("vlm_judge: need max_retries >= 0, timeout > 0, retry_backoff >= 0 and max_backoff >= 0")
         self.concurrency, self.batch_size = max(1, int(concurrency)), int(batch_size)
+        self.on_failure = float(on_failure)
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self.stats = {"requests": 0, "retries": 0, "failed": 0, "unparsed": 0, "peak_in_flight": 0}
+        self._rng = random.Random()
         host = urllib.parse.urlparse(base_url).hostname or ""
         # never send a local server's traffic through an HTTP proxy from the environment
         handlers = [urllib.request.ProxyHandler({})] if host in ("127.0.0.1", "localhost", "::1") else []
@@ -139,22 +170,30 @@ class VLMJudge(Reward):
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         req = urllib.request.Request(self.url, data=json.dumps(body).encode(), headers=headers, method="POST")
+        with self._lock:
+            self.stats["requests"] += 1
+            self._in_flight += 1
+            self.stats["peak_in_flight"] = max(self.stats["peak_in_flight"], self._in_flight)
         try:
             with self._opener.open(req, timeout=self.timeout) as resp:
                 raw = resp.read()
         except urllib.error.HTTPError as e:
             if e.code == 429 or e.code >= 500:
-                raise _Retryable(f"HTTP {e.code}") from e
+                raise _Retryable(f"HTTP {e.code}", _retry_after(e.headers)) from e
             raise RuntimeError(f"vlm_judge: {self.url} answered HTTP {e.code}: {e.read()[:200]!r}") from e
         except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as e:
             raise _Retryable(str(e)) from e
+        finally:
+            with self._lock:
+                self._in_flight -= 1
         try:
             return json.loads(raw.decode("utf-8"))["choices"][0]["message"]["content"] or ""
-        except (ValueError, KeyError, IndexError, TypeError):
-            return ""  # not an OpenAI chat reply: counted as unparsable
+        except (ValueError, KeyError, IndexError, TypeError, UnicodeDecodeError):
+            raise _Retryable(f"not an OpenAI chat reply: {raw[:80]!r}") from None
 
     def ask(self, image: Image.Image, prompt: str) -> tuple[str | None, str | None]:
-        """(reply text, error) for one image, with retries and exponential backoff."""
+        """(reply text, error) for one image: up to max_retries retries, each after a jittered exponential backoff
+        (or the server's Retry-After, capped at max_backoff)."""
         body, err = self.request_body(image, prompt), None
         for attempt in range(self.max_retries + 1):
             try:
@@ -162,7 +201,11 @@ class VLMJudge(Reward):
             except _Retryable as e:
                 err = str(e)
                 if attempt < self.max_retries:
-                    time.sleep(self.retry_backoff * 2**attempt)
+                    with self._lock:
+                        self.stats["retries"] += 1
+                        jitter = self._rng.random()
+                    cap = min(self.max_backoff, self.retry_backoff * 2**attempt)
+                    time.sleep(min(self.max_backoff, e.retry_after) if e.retry_after is not None else jitter * cap)
         return None, err
 
     def score(self, samples, prompts, metadata) -> RewardOutput:
@@ -176,10 +219,16 @@ class VLMJudge(Reward):
                 "or pass base_url=..."
             )
         parsed = [parse_score(r, self.max_score) for r in replies]
-        scores = torch.tensor([p if p is not None else 0.0 for p in parsed], dtype=torch.float32)
+        unparsed = [p is None and not f for p, f in zip(parsed, failed)]
+        with self._lock:
+            self.stats["failed"] += sum(failed)
+            self.stats["unparsed"] += sum(unparsed)
+        scores = torch.tensor([p if p is not None else self.on_failure for p in parsed], dtype=torch.float32)
         details = {
             "parsed": torch.tensor([p is not None for p in parsed]),
             "failed": torch.tensor(failed),
+            "unparsed": torch.tensor(unparsed),
             "replies": [r or "" for r in replies],
+            "errors": [e or "" for _, e in results],
         }
         return RewardOutput(scores, details)
