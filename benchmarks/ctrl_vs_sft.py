@@ -3,7 +3,7 @@
     python benchmarks/ctrl_vs_sft.py [--ctrl-run DIR] [--sft-steps 300] [--data data/shapes-size]
 
 Both arms train the same LoRA (rank 4) + zero-initialised condition embedding of assets/shapes-base with the same
-two AdamW groups (LoRA 1e-3, embedding 1e-2, wd 0.1, clip 5) and are evaluated identically (CTRL.eval_outputs: 96
+two AdamW groups (LoRA 1e-3, embedding 5e-2, wd 0.1, clip 5) and are evaluated identically (CTRL.eval_outputs: 96
 held-out prompts, labels alternating, 20-step Euler ODE, fixed seeds; label accuracy by the world's exact size
 rule, prompt strict accuracy by the shapes reward):
   * CTRL: configs/shapes/ctrl.yaml (classifier trained on the labelled dataset's 80% split; reward back-propagated

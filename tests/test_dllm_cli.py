@@ -52,6 +52,6 @@ def test_shipped_configs_load(name):
         assert (cfg.train.inner_epochs, a.clip_range, a.beta, a.prompt_mask_prob, cfg.train.lr) == \
             (12, 0.5, 0.04, 0.15, 3e-6)
     if name == "diffu_grpo_sudoku":
-        assert cfg.train.inner_epochs == 8 and a.temperature == 0.3
+        assert cfg.train.inner_epochs == 8 and a.temperature == 1.0 and cfg.train.lr == 1e-4
     if name == "bgpo_sudoku":
         assert a.mc_samples == 16 and cfg.train.updates_per_step == 1 and cfg.train.inner_epochs == 1
