@@ -28,10 +28,14 @@ def _rows(run_dir):
 @pytest.mark.parametrize("loss", ["ppo", "grpo"])
 def test_two_step_run(policy_dir, tmp_path, noise_method, loss):
     run = tmp_path / "run"
-    res = train(tiny_robot_config(policy_dir, str(run), noise_method, loss), progress=False)
+    # PPO trains on its own GAE advantages (the loop's group ones are 0): never idle, even when no episode succeeds
+    extra = {"run": {"dir": str(run), "max_idle_steps": 1}} if loss == "ppo" else {}
+    res = train(tiny_robot_config(policy_dir, str(run), noise_method, loss, **extra), progress=False)
     assert res.steps_done == 2
     rows = _rows(run)
     steps = [r for r in rows if "train/reward_success" in r]
+    if loss == "ppo":
+        assert all(r["train/adv_abs_mean"] > 0 for r in steps)
     assert len(steps) == 2 and all(0 <= r["train/reward_success"] <= 1 for r in steps)
     assert all(r["train/reward_length"] > 0 and r["train/reward_fault"] == 0 for r in steps)
     assert ("train/loss_value" in steps[0]) == (loss == "ppo")

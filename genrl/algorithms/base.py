@@ -208,8 +208,9 @@ class Algorithm:
     name: str = "base"
     #: the policy contract the method drives (policy.kind): "flow" (FlowPolicy) or "masked_lm" (MaskedLMPolicy)
     policy_kind: str = "flow"
-    #: whether the loss learns from the group advantages; if it does, a step whose advantages are all 0 counts
-    #: as idle (run.max_idle_steps). A method whose reward is inside its loss (CTRL) sets False.
+    #: whether the loss learns from advantages; if it does, a step whose advantages are all 0 (the loop's
+    #: train/adv_abs_mean, which `prepare_update` may replace with the advantages it really trains on, e.g. GAE)
+    #: counts as idle (run.max_idle_steps). A method whose reward is inside its loss (CTRL) sets False.
     learns_from_advantages: bool = True
 
     def __init__(self, config: AlgorithmConfig, sample_cfg: Any, advantage_cfg: Any):

@@ -196,7 +196,9 @@ class PiRL(Algorithm):
             a = (a - mean) / (std + 1e-6)
         batch.step_adv = a * mask.float()
         v = batch.value[mask]
-        return {"train/value_mean": float(v.mean()) if v.numel() else 0.0}
+        # the advantages PPO trains on are these, not the loop's (zero) group ones: what the idle check reads
+        adv_abs = float(batch.step_adv[mask].abs().mean()) if mask.any() else 0.0
+        return {"train/value_mean": float(v.mean()) if v.numel() else 0.0, "train/adv_abs_mean": adv_abs}
 
     # ---- loss -----------------------------------------------------------------------------------------------------
     def losses(self, policy, mb: Batch, ctx: StepContext):
