@@ -37,17 +37,22 @@ def curve(run_dir: str, episodes_per_step: int) -> list[dict]:
     return out
 
 
-def run_one(task: str, method: str, seed: int, steps: int, eval_every: int, out_dir: str, extra: list[str]) -> dict:
+def run_one(task: str, method: str, seed: int, steps: int, eval_every: int, out_dir: str, extra: list[str],
+            resume: bool = False) -> dict:
     import yaml
 
     cfg_path = os.path.join(ROOT, "configs", "robot", f"{TASKS[task]}_{method}.yaml")
     run_dir = os.path.join(out_dir, f"{task}_{method}_s{seed}")
-    if os.path.isdir(run_dir):
-        import shutil
+    if resume and os.path.isdir(os.path.join(run_dir, "checkpoints")):  # continue a shorter run (exact resume)
+        cmd = [sys.executable, "-m", "genrl", "train", "--resume", run_dir, f"train.steps={steps}",
+               f"eval.every={eval_every}", "--no-progress", *extra]
+    else:
+        if os.path.isdir(run_dir):
+            import shutil
 
-        shutil.rmtree(run_dir)
-    cmd = [sys.executable, "-m", "genrl", "train", cfg_path, f"run.dir={run_dir}", f"run.seed={seed}",
-           f"train.steps={steps}", f"eval.every={eval_every}", "run.threads=1", "--no-progress", *extra]
+            shutil.rmtree(run_dir)
+        cmd = [sys.executable, "-m", "genrl", "train", cfg_path, f"run.dir={run_dir}", f"run.seed={seed}",
+               f"train.steps={steps}", f"eval.every={eval_every}", "run.threads=1", "--no-progress", *extra]
     env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1"}
     t0 = time.time()
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
@@ -119,6 +124,8 @@ def main(argv=None) -> int:
     p.add_argument("--runs", default=os.path.join(ROOT, "runs", "bench_robot"),
                    help="run directories (GIFs in samples/)")
     p.add_argument("--set", nargs="*", default=[], help="extra config overrides for every run")
+    p.add_argument("--resume", action="store_true",
+                   help="continue runs already in --runs to --steps (exact resume) instead of starting over")
     args = p.parse_args(argv)
     command = "python benchmarks/robot.py " + " ".join(argv if argv is not None else sys.argv[1:])
     results = []
@@ -127,7 +134,7 @@ def main(argv=None) -> int:
         every = args.eval_every or {"robot2d": 5, "push": 10}[task]
         for method in args.methods:
             for seed in args.seeds:
-                r = run_one(task, method, seed, steps, every, args.runs, args.set)
+                r = run_one(task, method, seed, steps, every, args.runs, args.set, args.resume)
                 results.append(r)
                 print(f"{task} {method} seed {seed}: " + " ".join(f"{p['success']:.2f}" for p in r["curve"]) +
                       f" ({r['wall_s']:.0f} s)", flush=True)

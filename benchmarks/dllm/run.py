@@ -19,6 +19,8 @@ import os
 import platform
 import sys
 
+import torch
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
@@ -46,6 +48,11 @@ def _memory_md(rows: list[dict], meta: dict) -> list[str]:
     return out + [""]
 
 
+def _mean_std(xs: list[float]) -> str:
+    t = torch.tensor(xs, dtype=torch.float64)
+    return f"{t.mean():.3f} ± {t.std(unbiased=False):.3f}"
+
+
 def _solve_md(res: dict) -> list[str]:
     out = ["## (b) Held-out solve rate against training CPU time", "", res["protocol"], "",
            "| method | seed | steps | CPU min | wall min | solved start | solved end | best | change |",
@@ -55,6 +62,17 @@ def _solve_md(res: dict) -> list[str]:
         best = max(c["solved"] for c in r["curve"])
         out.append(f"| {r['method']} | {r['seed']} | {r['steps']} | {r['cpu_min']:.1f} | {r['wall_min']:.1f} | "
                    f"{s0:.3f} | {s1:.3f} | {best:.3f} | {s1 - s0:+.3f} |")
+    by: dict[str, list[dict]] = {}
+    for r in res["runs"]:
+        by.setdefault(r["method"], []).append(r)
+    out += ["", "Over seeds (mean ± std):", "",
+            "| method | seeds | CPU min | solved start | solved end | best | change |", "|---|---|---|---|---|---|---|"]
+    for m, rs in by.items():
+        out.append(f"| {m} | {len(rs)} | {sum(r['cpu_min'] for r in rs) / len(rs):.1f} | "
+                   f"{_mean_std([r['curve'][0]['solved'] for r in rs])} | "
+                   f"{_mean_std([r['curve'][-1]['solved'] for r in rs])} | "
+                   f"{_mean_std([max(c['solved'] for c in r['curve']) for r in rs])} | "
+                   f"{_mean_std([r['curve'][-1]['solved'] - r['curve'][0]['solved'] for r in rs])} |")
     out += ["", "Curves (step: CPU min, solved):"]
     for r in res["runs"]:
         pts = ", ".join(f"{c['step']}: {c['cpu_min']:.1f}, {c['solved']:.3f}" for c in r["curve"])
@@ -107,8 +125,6 @@ def _solve_parallel(jobs, a) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    import torch
-
     ap = argparse.ArgumentParser()
     ap.add_argument("--part", choices=["all", "memory", "solve"], default="all")
     ap.add_argument("--model", default=os.path.join(ROOT, "assets", "puzzles-dllm"))
@@ -121,6 +137,9 @@ def main(argv=None) -> int:
     ap.add_argument("--set", nargs="*", default=[], help="extra config overrides for every solve run")
     ap.add_argument("--parallel", action="store_true", help="solve: every (method, seed) in its own process")
     ap.add_argument("--max-wall-minutes", type=float, default=float("inf"), help="solve: wall-time cap per run")
+    ap.add_argument("--add", action="store_true",
+                    help="solve: keep the earlier runs (e.g. other seeds of the same protocol); a (method, seed) "
+                         "run again replaces its old result")
     a = ap.parse_args(argv)
     results = json.load(open(JSON)) if os.path.isfile(JSON) else {}
     results["torch"] = torch.__version__
@@ -138,10 +157,17 @@ def main(argv=None) -> int:
                f"--methods {a.methods} --eval-every {a.eval_every}" + (" --parallel" if a.parallel else "")
                + (f" --max-wall-minutes {a.max_wall_minutes:g}" if a.max_wall_minutes != float("inf") else "")
                + (f" --set {' '.join(a.set)}" if a.set else "") + "`")
-        results["solve"] = {"protocol": f"Command: {cmd}. Base model `{rel}`; configs/dllm/bgpo_sudoku.yaml "
-                            "(n_t overridden) and configs/dllm/diffu_grpo_sudoku.yaml; budget = training CPU time "
-                            "of the process (1 thread; evaluation excluded); eval = all 192 held-out puzzles, "
-                            "greedy decoding, strict solve rate.", "runs": runs}
+        protocol = (f"Command: {cmd}. Base model `{rel}`; configs/dllm/bgpo_sudoku.yaml "
+                    "(n_t overridden) and configs/dllm/diffu_grpo_sudoku.yaml; budget = training CPU time "
+                    "of the process (1 thread; evaluation excluded); eval = all 192 held-out puzzles, "
+                    "greedy decoding, strict solve rate.")
+        if a.add and "solve" in results:
+            new = {(r["method"], r["seed"]) for r in runs}
+            runs = [r for r in results["solve"]["runs"] if (r["method"], r["seed"]) not in new] + runs
+            protocol = results["solve"]["protocol"] + f" Runs added by: {cmd}."
+        runs.sort(key=lambda r: (a.methods.split(",").index(r["method"]) if r["method"] in a.methods.split(",")
+                                 else 99, r["seed"]))
+        results["solve"] = {"protocol": protocol, "runs": runs}
         write(results)
     print(f"wrote {MD}")
     return 0
