@@ -599,8 +599,8 @@ class Trainer:
 
     def _check_idle(self, step: int, train_metrics: dict, info: dict, bar) -> None:
         """A step with nothing to learn from (no update, or, for a method that learns from advantages, every
-        advantage 0: all groups zero-std) is counted;
-        run.max_idle_steps of them in a row abort (a collapsed or saturated run should not report success)."""
+        advantage 0: all groups zero-std) is counted; run.max_idle_steps of them in a row abort (a collapsed or
+        saturated run should not report success)."""
         no_signal = self.algo.learns_from_advantages and info.get("train/adv_abs_mean", 0.0) == 0.0
         idle = train_metrics.get("train/updates", 0) == 0 or no_signal
         self.idle_in_row = self.idle_in_row + 1 if idle else 0
