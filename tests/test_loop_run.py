@@ -69,6 +69,8 @@ def test_resume_is_exact(model, tmp_path):
     rb = [r for r in map(json.loads, (split / "metrics.jsonl").read_text().splitlines()) if "train/reward_mean" in r]
     assert [r["step"] for r in rb] == [1, 2, 3, 4]
     assert [r["train/reward_mean"] for r in ra] == [r["train/reward_mean"] for r in rb]
+    cpu = [r["cpu_time"] for r in rb]  # process CPU seconds, carried over the resume (the CPU-minute budgets)
+    assert cpu[0] > 0 and all(x < y for x, y in zip(cpu, cpu[1:]))
 
 
 def test_resume_after_kill_before_first_checkpoint_and_corrupt_tmp(model, tmp_path):
