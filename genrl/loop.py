@@ -319,8 +319,8 @@ class Trainer:
                 for k, v in per_sample(out.details, len(b)).items():
                     details.setdefault(k, []).append(v)
             else:  # a rollout that scores itself may report per-sample details (e.g. episode success, length)
-                for k, v in (b.get("details") or {}).items():
-                    details.setdefault(k, []).append(v.detach().float().cpu().reshape(-1))
+                for k, v in per_sample(b.get("details") or {}, len(b)).items():
+                    details.setdefault(k, []).append(v)
             b.images = b.outputs = b.details = None  # not needed by the update; frees memory
             batches.append(b)
         batch = Batch.cat(batches)

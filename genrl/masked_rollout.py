@@ -192,6 +192,14 @@ class MaskedDLLMAlgorithm:
         return text_eval_outputs(policy, prompts, seeds, self.config)
 
 
+@dataclass
+class ELBOConfig(MaskedDLLMConfig):
+    """The keys ELBOMethod reads (shared by BGPO and ELBO-GRPO)."""
+
+    mc_samples: int = 16  # n_t Monte-Carlo ELBO samples per response (BGPO published: 16)
+    on_policy: bool = True  # ell_old = stopgrad(ell_theta) (exact for one update per rollout batch)
+
+
 class ELBOMethod(MaskedDLLMAlgorithm):
     """Mixin of the ELBO-ratio methods (BGPO, ELBO-GRPO): `algorithm.mc_samples` n_t >= 1 and, off-policy, the
     old policy's n_t ELBO terms stored at rollout (on-policy they equal the detached current ones)."""

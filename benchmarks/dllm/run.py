@@ -165,8 +165,8 @@ def main(argv=None) -> int:
             new = {(r["method"], r["seed"]) for r in runs}
             runs = [r for r in results["solve"]["runs"] if (r["method"], r["seed"]) not in new] + runs
             protocol = results["solve"]["protocol"] + f" Runs added by: {cmd}."
-        runs.sort(key=lambda r: (a.methods.split(",").index(r["method"]) if r["method"] in a.methods.split(",")
-                                 else 99, r["seed"]))
+        order = a.methods.split(",")
+        runs.sort(key=lambda r: (order.index(r["method"]) if r["method"] in order else len(order), r["seed"]))
         results["solve"] = {"protocol": protocol, "runs": runs}
         write(results)
     print(f"wrote {MD}")

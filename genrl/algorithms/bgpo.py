@@ -26,20 +26,12 @@ from dataclasses import dataclass
 import torch
 
 from genrl.algorithms.base import Algorithm, register_algorithm
-from genrl.masked_rollout import (
-    ELBOMethod,
-    MaskedDLLMConfig,
-    elbo_term,
-    mc_masks,
-    sequences,
-)
+from genrl.masked_rollout import ELBOConfig, ELBOMethod, elbo_term, mc_masks, sequences
 
 
 @dataclass
-class BGPOConfig(MaskedDLLMConfig):
+class BGPOConfig(ELBOConfig):
     name: str = "bgpo"
-    mc_samples: int = 16  # n_t Monte-Carlo ELBO samples per response (published: 16)
-    on_policy: bool = True  # ell_old = stopgrad(ell_theta) (exact for one update per rollout batch)
 
 
 def bound_terms(adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

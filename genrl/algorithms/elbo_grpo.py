@@ -16,20 +16,12 @@ from dataclasses import dataclass
 import torch
 
 from genrl.algorithms.base import Algorithm, register_algorithm
-from genrl.masked_rollout import (
-    ELBOMethod,
-    MaskedDLLMConfig,
-    elbo_term,
-    mc_masks,
-    sequences,
-)
+from genrl.masked_rollout import ELBOConfig, ELBOMethod, elbo_term, mc_masks, sequences
 
 
 @dataclass
-class ELBOGRPOConfig(MaskedDLLMConfig):
+class ELBOGRPOConfig(ELBOConfig):
     name: str = "elbo_grpo"
-    mc_samples: int = 16
-    on_policy: bool = True
     clip_range: float = 0.2  # PPO clip on the sequence-level ratio (inactive on-policy)
 
 
