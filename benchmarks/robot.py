@@ -33,6 +33,7 @@ def curve(run_dir: str, episodes_per_step: int) -> list[dict]:
             env_steps += r["train/reward_length"] * episodes_per_step
         if "eval/reward_mean" in r:
             out.append({"step": r["step"], "env_steps": int(env_steps), "wall_s": round(r["wall_time"], 1),
+                        "cpu_s": round(r["cpu_time"], 1) if "cpu_time" in r else None,
                         "success": r["eval/reward_mean"]})
     return out
 
@@ -72,8 +73,8 @@ def write_report(results: list[dict], out: str, command: str) -> None:
         json.dump({"command": command, "results": results}, f, indent=1)
     lines = [f"Command: `{command}`", "",
              "| task | method | seeds | success at start | final success (mean ± std) | best | env steps | "
-             "wall-clock (s) |",
-             "|---|---|---|---|---|---|---|---|"]
+             "wall-clock (s) | CPU-minutes |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for task in dict.fromkeys(r["task"] for r in results):
         for method in METHODS:
             rs = [r for r in results if r["task"] == task and r["method"] == method]
@@ -82,9 +83,11 @@ def write_report(results: list[dict], out: str, command: str) -> None:
             start = np.mean([r["curve"][0]["success"] for r in rs])
             fin = [r["curve"][-1]["success"] for r in rs]
             best = np.mean([max(p["success"] for p in r["curve"]) for r in rs])
+            cpus = [r["curve"][-1].get("cpu_s") for r in rs]
+            cpu = f"{np.mean(cpus) / 60:.1f}" if None not in cpus else "n/a"
             lines.append(f"| {task} | {method} | {len(rs)} | {start:.3f} | {np.mean(fin):.3f} ± {np.std(fin):.3f} | "
                          f"{best:.3f} | {np.mean([r['curve'][-1]['env_steps'] for r in rs]):.0f} | "
-                         f"{np.mean([r['curve'][-1]['wall_s'] for r in rs]):.0f} |")
+                         f"{np.mean([r['curve'][-1]['wall_s'] for r in rs]):.0f} | {cpu} |")
     with open(out + ".md", "w") as f:
         f.write("\n".join(lines) + "\n")
     try:

@@ -3,6 +3,7 @@
 Sources (`data.prompts`, `eval.prompts`):
   * "shapes:train" / "shapes:eval"   the shapes world's deterministic prompt splits (with structured specs,
                                      passed to rewards as metadata)
+  * "motion:train" / "motion:eval"   the moving-shapes video world's splits (genrl/worlds/motion), with specs
   * "sudoku:train" / "sudoku:eval" / "countdown:train" / "countdown:eval"   the puzzles world (dLLMs;
                                      genrl/worlds/puzzles), with the verifiers' metadata
   * a path to a text file            one prompt per line (blank lines and lines starting with '#' ignored)
@@ -42,11 +43,12 @@ class PromptSet:
         return PromptSet([self.prompts[i] for i in idx], meta, self.name)
 
 
-def _shapes_split(split: str) -> PromptSet:
-    from genrl.shapes.prompts import prompts_and_metadata, split_specs
+def _world_split(world: str, split: str) -> PromptSet:
+    from genrl.shapes.evaluate import world_specs
+    from genrl.shapes.prompts import prompts_and_metadata
 
-    prompts, metadata = prompts_and_metadata(split_specs(split))
-    return PromptSet(prompts, metadata, f"shapes:{split}")
+    prompts, metadata = prompts_and_metadata(world_specs(world, split))
+    return PromptSet(prompts, metadata, f"{world}:{split}")
 
 
 def load_prompts(source: str, key: str = "data.prompts") -> PromptSet:
@@ -55,11 +57,11 @@ def load_prompts(source: str, key: str = "data.prompts") -> PromptSet:
         from genrl.worlds.envs import episode_prompts
 
         return episode_prompts(source, key)
-    if source.startswith("shapes:"):
-        split = source.split(":", 1)[1]
+    if source.startswith(("shapes:", "motion:")):
+        world, split = source.split(":", 1)
         if split not in ("train", "eval"):
-            raise ValueError(f"{key}: unknown shapes split {split!r}; use shapes:train or shapes:eval")
-        return _shapes_split(split)
+            raise ValueError(f"{key}: unknown {world} split {split!r}; use {world}:train or {world}:eval")
+        return _world_split(world, split)
     if source.split(":", 1)[0] in ("sudoku", "countdown") and not os.path.exists(source):
         from genrl.worlds.puzzles import task_prompts
 

@@ -98,6 +98,30 @@ def _font(size: int):
 def save_grid(images: torch.Tensor, prompts: list[str], path: str, scores: list[float] | None = None,
               title: str | None = None, cols: int | None = None, cell: int = 160) -> str:
     """A PNG grid of images [N,3,H,W] in [0,1], each with its prompt (and score) written beneath it."""
+    canvas = grid_image(images, prompts, scores, title, cols, cell)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = path + ".tmp.png"
+    canvas.save(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def save_video_grid(clips: torch.Tensor, prompts: list[str], path: str, scores: list[float] | None = None,
+                    title: str | None = None, cols: int | None = None, cell: int = 128, ms_per_frame: int = 150) -> str:
+    """An animated GIF grid of clips [N, F, 3, H, W] in [0, 1] (all playing together, looping), captioned as
+    save_grid. Returns `path`."""
+    frames = [grid_image(clips[:, f], prompts, scores, title, cols, cell).convert("P", palette=Image.Palette.ADAPTIVE)
+              for f in range(clips.shape[1])]
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = path + ".tmp.gif"
+    frames[0].save(tmp, save_all=True, append_images=frames[1:], duration=ms_per_frame, loop=0)
+    os.replace(tmp, path)
+    return path
+
+
+def grid_image(images: torch.Tensor, prompts: list[str], scores: list[float] | None = None, title: str | None = None,
+               cols: int | None = None, cell: int = 160) -> Image.Image:
+    """The captioned grid save_grid writes, as a PIL image."""
     n = images.shape[0]
     cols = cols or min(8, max(1, math.ceil(math.sqrt(n))))
     rows = math.ceil(n / cols)
@@ -119,11 +143,7 @@ def save_grid(images: torch.Tensor, prompts: list[str], path: str, scores: list[
         lines = textwrap.wrap(text, width=max(10, cell // 6))[:3]
         for k, line in enumerate(lines):
             draw.text((x0 + 4, y0 + cell + k * 12), line, fill="black", font=font)
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = path + ".tmp.png"
-    canvas.save(tmp)
-    os.replace(tmp, path)
-    return path
+    return canvas
 
 
 def plot_curves(metrics_path: str, out_path: str, title: str = "") -> str | None:

@@ -31,7 +31,10 @@ SD3_TARGETS = [
 # ... and for FLUX.1 also the feed-forwards of the image and text streams.
 FLUX_TARGETS = SD3_TARGETS + ["ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2"]
 
-SUPPORTED_PIPELINES = ("StableDiffusion3Pipeline", "FluxPipeline")
+# Wan: the attention projections (q, k, v, out) of every block's self- and cross-attention.
+WAN_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+
+SUPPORTED_PIPELINES = ("StableDiffusion3Pipeline", "FluxPipeline", "WanPipeline")
 
 
 def linear_module_names(model: nn.Module) -> list[str]:

@@ -10,8 +10,9 @@ images, uint8 HxWx3 arrays, or a float tensor [N, 3, H, W] in [0, 1] (see reward
 Imports nothing from genrl or samplers.
 """
 
-from rewards.base import Reward, RewardOutput, to_pil, to_tensor
+from rewards.base import Reward, RewardOutput, to_pil, to_tensor, to_video
 from rewards.combine import combine
 from rewards.registry import available, load, options_of, register
 
-__all__ = ["Reward", "RewardOutput", "available", "combine", "load", "options_of", "register", "to_pil", "to_tensor"]
+__all__ = ["Reward", "RewardOutput", "available", "combine", "load", "options_of", "register", "to_pil", "to_tensor",
+           "to_video"]

@@ -4,7 +4,9 @@ A reward is a callable `reward(samples, prompts, metadata=None) -> RewardOutput`
 tensor [N] (higher is better); `details` holds named per-sample extras (tensors [N] or lists of length N).
 Images are accepted as a list of PIL images (RGB; L, P and RGBA are converted), a list of uint8 HxWx3 arrays
 or one NxHxWx3 array, or a float tensor [N, 3, H, W] in [0, 1] (quantised with round(x*255) where a reward
-needs PIL). Text rewards (`input_format = "text"`) take a list of strings. Bad input raises a one-line
+needs PIL). Video rewards (`input_format = "video"`) take clips: a float tensor [N, F, 3, H, W] in [0, 1], a uint8
+array [N, F, H, W, 3], or a list of clips (each a list of frames in any accepted image form); see `to_video`.
+Text rewards (`input_format = "text"`) take a list of strings. Bad input raises a one-line
 ValueError naming the problem and the fix. This package imports nothing from genrl or samplers.
 """
 
@@ -36,7 +38,7 @@ class Reward:
     """
 
     name: str = "reward"
-    input_format: str = "pil"  # "pil" | "tensor" | "text"
+    input_format: str = "pil"  # "pil" | "tensor" | "video" | "text"
     batch_size: int = 16
 
     def score(self, samples, prompts: list[str], metadata: list[dict] | None) -> RewardOutput:
@@ -54,7 +56,8 @@ class Reward:
         if self.input_format == "text":
             samples = [str(s) for s in samples]
         else:
-            samples = to_pil(samples) if self.input_format == "pil" else to_tensor(samples)
+            convert = {"pil": to_pil, "video": to_video}.get(self.input_format, to_tensor)
+            samples = convert(samples)
         if len(samples) != n:
             raise ValueError(f"{self.name}: got {len(samples)} samples but {n} prompts; pass one prompt per sample")
         if n == 0:
@@ -170,6 +173,31 @@ def to_tensor(images) -> torch.Tensor:
         raise ValueError(f"images have different sizes {sorted(sizes)}; resize them to one size first")
     arr = np.stack([np.asarray(p, dtype=np.uint8) for p in pils])
     return torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 255.0
+
+
+def to_video(clips) -> torch.Tensor:
+    """Convert a batch of clips to a float32 tensor [N, F, 3, H, W] in [0, 1]: a float tensor of that shape, a uint8
+    array [N, F, H, W, 3], or a list of clips, each a list of frames (PIL, uint8 HxWx3) or a tensor [F, 3, H, W]."""
+    if isinstance(clips, torch.Tensor):
+        if clips.ndim != 5 or clips.shape[2] != 3:
+            raise ValueError(f"video tensors must have shape [N, F, 3, H, W] (frames, then channels), got "
+                             f"{tuple(clips.shape)}; permute a [N, 3, F, H, W] tensor with x.permute(0, 2, 1, 3, 4)")
+        _check_float_tensor(clips.flatten(0, 1))
+        return clips.float()
+    if isinstance(clips, np.ndarray):
+        if clips.ndim != 5 or clips.dtype != np.uint8 or clips.shape[-1] != 3:
+            raise ValueError(f"video arrays must be uint8 [N, F, H, W, 3], got dtype {clips.dtype} shape {clips.shape}")
+        return torch.from_numpy(clips).permute(0, 1, 4, 2, 3).float() / 255.0
+    out = []
+    for i, clip in enumerate(clips):
+        frames = to_tensor(clip if not isinstance(clip, np.ndarray) else list(clip))
+        if out and frames.shape != out[0].shape:
+            raise ValueError(f"clip {i} has shape {tuple(frames.shape)} but clip 0 has {tuple(out[0].shape)}; "
+                             "pass clips with the same number of frames and size")
+        out.append(frames)
+    if not out:
+        raise ValueError("empty batch of clips; pass at least one clip")
+    return torch.stack(out)
 
 
 def _check_float_tensor(x: torch.Tensor) -> None:

@@ -27,6 +27,7 @@ _MODULES: dict[str, str] = {
     "geneval": "rewards.geneval",
     "shapes": "rewards.shapes",
     "shapes_size": "rewards.shapes.size",
+    "motion": "rewards.motion",
     "classifier": "rewards.classifier",
     "vlm_judge": "rewards.vlm_judge",
     "multiview3d": "rewards.multiview3d",

@@ -1,6 +1,7 @@
-"""`genrl eval --model assets/shapes-base --reward shapes --split eval [--out scores.json] [--seed S]`:
-generate the split's images and print per-category and overall scores (GenEval-style; see
-genrl/shapes/evaluate.py). The JSON is {"overall": {"strict", "partial"}, "per_category": {name: {...}},
+"""`genrl eval --model assets/shapes-base --split eval [--out scores.json] [--seed S]`:
+generate the split's images (clips, for the moving-shapes video model) and print per-category and overall
+scores (GenEval-style; see genrl/shapes/evaluate.py). The JSON is {"overall": {"strict", "partial"},
+"per_category": {name: {...}},
 "protocol": {...}}."""
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from genrl.shapes.generate import DEFAULT_CFG, DEFAULT_SHIFT, DEFAULT_STEPS
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="assets/shapes-base", help="pipeline directory or hub id")
-    p.add_argument("--reward", default="shapes", help="reward name (rewards.available())")
-    p.add_argument("--split", default="eval", choices=["train", "eval"], help="shapes-world prompt split")
+    p.add_argument("--reward", default=None,
+                   help="reward name (rewards.available()); default: the model's world's (shapes, motion)")
+    p.add_argument("--split", default="eval", choices=["train", "eval"], help="the world's prompt split")
     p.add_argument("--out", default=None, help="write the scores as JSON here")
-    p.add_argument("--grid", default=None, help="also write a PNG grid of the first images of each category")
+    p.add_argument("--grid", default=None,
+                   help="also write a grid of the first samples of each category (PNG; an animated GIF for video)")
     p.add_argument("--seed", type=int, default=0, help="seed of the fixed per-prompt noise")
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="sampler steps")
     p.add_argument("--cfg-scale", type=float, default=DEFAULT_CFG, help="classifier-free guidance (1 = none)")
@@ -45,7 +48,7 @@ def run(args) -> int:
         return run_eval(args)
     import torch
 
-    from genrl.logging_utils import save_grid
+    from genrl.logging_utils import save_grid, save_video_grid
     from genrl.policies import load_policy
     from genrl.shapes.evaluate import evaluate, format_report
     from genrl.worlds.eval_cli import is_robot_policy, run_robot_eval
@@ -71,7 +74,8 @@ def run(args) -> int:
             if seen.get(s["tag"], 0) < 8:
                 seen[s["tag"]] = seen.get(s["tag"], 0) + 1
                 idx.append(i)
-        save_grid(images[idx], [specs[i]["prompt"].removeprefix("a photo of ") for i in idx], args.grid, cols=8,
-                  title=f"{args.model} (seed {args.seed}, {args.steps} steps, cfg {args.cfg_scale})", cell=96)
+        save = save_video_grid if images.ndim == 5 else save_grid
+        save(images[idx], [specs[i]["prompt"].removeprefix("a photo of ") for i in idx], args.grid, cols=8,
+             title=f"{args.model} (seed {args.seed}, {args.steps} steps, cfg {args.cfg_scale})", cell=96)
         print(f"wrote {args.grid}")
     return 0

@@ -160,8 +160,17 @@ def _merge(base: str, weights: str, info: dict, out: str, dtype: str | None) -> 
         pipe = lora_lib.merged_pipeline(base, weights, cls_name, **kwargs)
     else:
         cls = getattr(diffusers, cls_name)
-        tcls = {"StableDiffusion3Pipeline": "SD3Transformer2DModel", "FluxPipeline": "FluxTransformer2DModel"}
+        tcls = {"StableDiffusion3Pipeline": "SD3Transformer2DModel", "FluxPipeline": "FluxTransformer2DModel",
+                "WanPipeline": "WanTransformer3DModel"}
         transformer = getattr(diffusers, tcls[cls_name]).from_pretrained(
             os.path.join(weights, "transformer"), **({"dtype": kwargs["dtype"]} if dtype else {}))
         pipe = cls.from_pretrained(base, transformer=transformer, **kwargs)
     pipe.save_pretrained(out, safe_serialization=True)
+    from genrl.policies import read_model_index
+
+    extras = {k: v for k, v in read_model_index(base).items() if k.startswith("genrl_") or k == "prediction"}
+    if extras:  # genrl's own keys (e.g. a pixel-space world model's) survive diffusers' save_pretrained
+        with open(os.path.join(out, "model_index.json")) as f:
+            index = json.load(f)
+        with open(os.path.join(out, "model_index.json"), "w") as f:
+            json.dump({**index, **extras}, f, indent=2)

@@ -1,6 +1,8 @@
 """`genrl pretrain shapes --out DIR [--minutes M] [--seed S]`: pretrain the shapes-world base model by flow
 matching on rendered images (see genrl/shapes/pretrain.py for the recipe; docs/shapes.md for the world).
 `genrl pretrain dllm --out DIR`: the puzzles world's masked diffusion LM (genrl/cli/dllm.py).
+`genrl pretrain video --out DIR [--cpu-minutes M]`: the moving-shapes world's pixel-space Wan video model
+(genrl/worlds/motion/pretrain.py; docs/video.md).
 `genrl pretrain robot --env robot2d --out DIR [--demos N] [--steps S]`: behaviour-clone a flow action policy from
 scripted-expert demonstrations (genrl/worlds/bc.py; docs/robot.md)."""
 
@@ -17,11 +19,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from genrl.shapes.pretrain import PretrainConfig
 
     d, m = PretrainConfig(), ShapesModelConfig()
-    p.add_argument("world", choices=["shapes", "dllm", "robot"],
-                   help="what to pretrain: the shapes world's flow model, the puzzles world's dLLM (genrl.cli.dllm) "
+    p.add_argument("world", choices=["shapes", "video", "dllm", "robot"],
+                   help="what to pretrain: the shapes world's flow model, the moving-shapes world's video model, the "
+                        "puzzles world's dLLM (genrl.cli.dllm) "
                         "or a robot policy (genrl.worlds.bc_cli)")
     p.add_argument("--out", required=True, help="output pipeline directory (e.g. assets/shapes-base)")
     p.add_argument("--minutes", type=float, default=d.minutes, help="wall-clock budget in minutes")
+    p.add_argument("--cpu-minutes", type=float, default=None,
+                   help="process CPU-time budget in minutes (stops at whichever budget is spent first)")
     p.add_argument("--steps", type=int, default=None, help=f"maximum optimizer steps (shapes: {d.steps})")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--batch-size", type=int, default=None, help=f"(shapes: {d.batch_size})")
@@ -57,18 +62,34 @@ def run(args) -> int:
     args.steps = d.steps if args.steps is None else args.steps
     args.batch_size = d.batch_size if args.batch_size is None else args.batch_size
     args.lr = d.lr if args.lr is None else args.lr
+    args.layers_given = args.layers is not None
     args.layers = m.num_layers if args.layers is None else args.layers
     if args.world == "dllm":  # flags left at the shapes defaults take the dLLM defaults
         from genrl.cli.dllm import run_pretrain
 
         return run_pretrain(args)
-    if args.minutes <= 0 or args.steps <= 0:
-        raise UserError("--minutes and --steps must be positive")
-    if args.resolution % args.patch_size or not 24 <= args.resolution <= 128:
-        raise UserError(f"--resolution {args.resolution} must be in 24..128 and divisible by --patch-size")
+    if args.minutes <= 0 or args.steps <= 0 or (args.cpu_minutes is not None and args.cpu_minutes <= 0):
+        raise UserError("--minutes, --cpu-minutes and --steps must be positive")
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise UserError(f"--out {args.out} exists and is not a directory; choose another path")
-    cfg = PretrainConfig(minutes=args.minutes, steps=args.steps, seed=args.seed, batch_size=args.batch_size,
+    if args.world == "video":
+        from genrl.worlds.motion.model import MotionModelConfig
+        from genrl.worlds.motion.pretrain import pretrain as pretrain_video
+
+        vm = MotionModelConfig()
+        cfg = PretrainConfig(minutes=args.minutes, cpu_minutes=args.cpu_minutes, steps=args.steps, seed=args.seed,
+                             batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay, threads=args.threads,
+                             warmup=args.warmup, bf16=not args.no_bf16)
+        mcfg = MotionModelConfig(num_layers=args.layers if args.layers_given else vm.num_layers,
+                                 num_attention_heads=args.heads)
+        res = pretrain_video(args.out, cfg, mcfg, log=lambda s: print(s, flush=True))
+        print(f"pretrained {res['steps']} steps in {res['minutes']:.1f} min ({res['cpu_minutes']:.1f} CPU-min) "
+              f"-> {args.out}")
+        return 0
+    if args.resolution % args.patch_size or not 24 <= args.resolution <= 128:
+        raise UserError(f"--resolution {args.resolution} must be in 24..128 and divisible by --patch-size")
+    cfg = PretrainConfig(minutes=args.minutes, cpu_minutes=args.cpu_minutes, steps=args.steps, seed=args.seed,
+                         batch_size=args.batch_size,
                          lr=args.lr, ema_decay=args.ema_decay, threads=args.threads, init_from=args.init,
                          warmup=args.warmup, prediction=args.prediction, bf16=not args.no_bf16)
     mcfg = ShapesModelConfig(resolution=args.resolution, patch_size=args.patch_size, num_layers=args.layers,

@@ -74,7 +74,7 @@ def run(args) -> int:
     import torch
     from PIL import Image
 
-    from genrl.logging_utils import save_grid
+    from genrl.logging_utils import save_grid, save_video_grid
     from genrl.policies import load_policy
     from genrl.shapes.generate import generate
 
@@ -105,20 +105,27 @@ def run(args) -> int:
                       velocity_fn_factory=velocity_factory(args, policy))
     scores = None
     meta = policy.metadata_for(prompts)
+    world = getattr(policy, "world", None) or "shapes"
     if meta is not None:
         import rewards
 
-        out = rewards.load("shapes")(images, prompts, meta)
+        out = rewards.load(world)(images, prompts, meta)  # each world's exact reward has the world's name
         scores = out.details["partial"].tolist()
-        print(f"shapes reward: strict {out.details['strict'].mean():.3f}  partial {out.scores.mean():.3f}")
+        print(f"{world} reward: strict {out.details['strict'].mean():.3f}  partial {out.scores.mean():.3f}")
     os.makedirs(args.out, exist_ok=True)
-    arr = (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    video = images.ndim == 5  # clips [N, F, 3, H, W]
+    arr = (images.clamp(0, 1) * 255).round().to(torch.uint8).movedim(-3, -1).numpy()
     for i, a in enumerate(arr):
-        Image.fromarray(a).save(os.path.join(args.out, f"sample_{i:02d}.png"))
+        if video:
+            frames = [Image.fromarray(f) for f in a]
+            frames[0].save(os.path.join(args.out, f"sample_{i:02d}.gif"), save_all=True, append_images=frames[1:],
+                           duration=150, loop=0)
+        else:
+            Image.fromarray(a).save(os.path.join(args.out, f"sample_{i:02d}.png"))
     title = f'"{args.prompt}"  seed {args.seed}, {args.steps} steps, cfg {args.cfg_scale}'
     if getattr(args, "condition", None) is not None:
         title += f", condition {args.condition}"
-    path = save_grid(images, [""] * len(images), os.path.join(args.out, "grid.png"), scores=scores, title=title,
-                     cell=128)
+    save, name = (save_video_grid, "grid.gif") if video else (save_grid, "grid.png")
+    path = save(images, [""] * len(images), os.path.join(args.out, name), scores=scores, title=title, cell=128)
     print(f"wrote {path}")
     return 0

@@ -16,6 +16,7 @@ ADAPTERS: dict[str, tuple[str, str]] = {
     "StableDiffusion3Pipeline": ("sd3", "genrl.policies.sd3:SD3Policy"),
     "FluxPipeline": ("flux", "genrl.policies.flux:FluxPolicy"),
     "RobotFlowPolicy": ("robot", "genrl.policies.robot:RobotFlowPolicy"),
+    "WanPipeline": ("wan", "genrl.policies.wan:WanPolicy"),
 }
 FAMILIES = {fam: target for fam, target in ADAPTERS.values()}
 FAMILIES["dllm"] = "genrl.policies.dllm:TransformersDLLM"  # transformers mask predictors (config.json, no model_index)

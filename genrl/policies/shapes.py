@@ -30,6 +30,8 @@ LORA_FILE, FULL_FILE, META_FILE = "lora.safetensors", "transformer.safetensors",
 
 
 class ShapesPolicy(FlowPolicy):
+    world = "shapes"  # the embedded world (genrl.shapes.evaluate)
+
     def __init__(self, transformer, text_encoder, tokenizer, lora_rank: int = 16, lora_alpha: float | None = None,
                  lora_ff: bool = False, max_tokens: int = 16, prediction: str = "v"):
         super().__init__()

@@ -1,5 +1,6 @@
-"""GenEval-style evaluation on a shapes-world split: generate one image per split entry, score with a reward,
-report per-category and overall (= mean over categories, as GenEval) strict and partial scores.
+"""GenEval-style evaluation on a world's split: generate one sample per split entry, score with a reward, report
+per-category and overall (= mean over categories, as GenEval) strict and partial scores. Worlds: "shapes" (images,
+reward "shapes") and "motion" (the moving-shapes video world, genrl/worlds/motion, reward "motion").
 
 Protocol (the numbers in assets/shapes-base/README.md): split "eval" (48 entries per category, 288 images),
 Euler ODE with DEFAULT_STEPS steps on flow_sigmas(steps, shift), CFG scale DEFAULT_CFG, noise seeded by `seed`.
@@ -14,14 +15,30 @@ from genrl.shapes.generate import DEFAULT_CFG, DEFAULT_SHIFT, DEFAULT_STEPS, gen
 from genrl.shapes.prompts import prompts_and_metadata, split_specs
 from rewards.shapes.score import summarize
 
+WORLD_REWARDS = {"shapes": "shapes", "motion": "motion"}
 
-def evaluate(policy, reward: str = "shapes", split: str = "eval", seed: int = 0, steps: int = DEFAULT_STEPS,
+
+def world_specs(world: str, split: str, per_category: int | None = None) -> list[dict]:
+    """The specs of a world's split (each with "prompt" and the category "tag")."""
+    if world == "shapes":
+        return split_specs(split, per_category)
+    if world == "motion":
+        from genrl.worlds.motion.prompts import split_specs as motion_specs
+
+        return motion_specs(split, per_category)
+    raise ValueError(f"unknown world {world!r}; choose one of {', '.join(WORLD_REWARDS)}")
+
+
+def evaluate(policy, reward: str | None = None, split: str = "eval", seed: int = 0, steps: int = DEFAULT_STEPS,
              cfg_scale: float = DEFAULT_CFG, method: str = "euler", shift: float = DEFAULT_SHIFT,
-             per_category: int | None = None, batch_size: int = 64,
+             per_category: int | None = None, batch_size: int = 64, world: str | None = None,
              **generate_kwargs) -> tuple[dict, torch.Tensor, list]:
-    """(report, images, specs). report = {"overall": {"strict", "partial", "n"}, "per_category": {...},
-    "protocol": {...}}; for a reward without strict/partial details both equal its score."""
-    specs = split_specs(split, per_category)
+    """(report, samples, specs). report = {"overall": {"strict", "partial", "n"}, "per_category": {...},
+    "protocol": {...}}; for a reward without strict/partial details both equal its score. `world` defaults to the
+    policy's (`policy.world`, else "shapes"); `reward` to the world's exact reward."""
+    world = world or getattr(policy, "world", None) or "shapes"
+    reward = reward or WORLD_REWARDS[world]
+    specs = world_specs(world, split, per_category)
     prompts, metadata = prompts_and_metadata(specs)
     images = generate(policy, prompts, seed=seed, steps=steps, cfg_scale=cfg_scale, method=method, shift=shift,
                       batch_size=batch_size, **generate_kwargs)
@@ -29,7 +46,8 @@ def evaluate(policy, reward: str = "shapes", split: str = "eval", seed: int = 0,
     strict = out.details.get("strict", out.scores)
     partial = out.details.get("partial", out.scores)
     report = summarize([s["tag"] for s in specs], strict, partial)
-    report["protocol"] = {"reward": reward, "split": split, "seed": seed, "steps": steps, "cfg_scale": cfg_scale,
+    report["protocol"] = {"world": world, "reward": reward, "split": split, "seed": seed, "steps": steps,
+                          "cfg_scale": cfg_scale,
                           "method": method, "shift": shift, "images": len(specs)}
     return report, images, specs
 

@@ -34,12 +34,13 @@ class ShapesModelConfig:
     text_heads: int = 4
 
 
-def build_tokenizer():
+def build_tokenizer(words: tuple[str, ...] = WORDS, max_tokens: int = MAX_TOKENS):
+    """A word-level PreTrainedTokenizerFast over `words` (lower-cased, [BOS] ... [EOS], right padding)."""
     from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
     from tokenizers.models import WordLevel
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {t: i for i, t in enumerate([PAD, UNK, BOS, EOS, *WORDS])}
+    vocab = {t: i for i, t in enumerate([PAD, UNK, BOS, EOS, *words])}
     tok = Tokenizer(WordLevel(vocab, unk_token=UNK))
     tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace()])
@@ -48,7 +49,7 @@ def build_tokenizer():
     )
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, unk_token=UNK, pad_token=PAD, bos_token=BOS, eos_token=EOS,
-        model_max_length=MAX_TOKENS, padding_side="right",
+        model_max_length=max_tokens, padding_side="right",
     )
 
 

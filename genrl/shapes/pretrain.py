@@ -28,7 +28,8 @@ from genrl.shapes.render import render_batch
 
 @dataclass
 class PretrainConfig:
-    minutes: float = 45.0  # wall-clock budget (stops at whichever of minutes/steps comes first)
+    minutes: float = 45.0  # wall-clock budget (stops at whichever of minutes/cpu_minutes/steps comes first)
+    cpu_minutes: float | None = None  # process CPU-time budget (what a shared machine can promise)
     steps: int = 1_000_000
     batch_size: int = 32
     lr: float = 5e-4
@@ -46,10 +47,22 @@ class PretrainConfig:
     init_from: str | None = None  # continue from this pipeline directory's weights (fresh optimizer and EMA)
 
 
-def _lr_factor(cfg: PretrainConfig, step: int, frac: float) -> float:
+def lr_factor(cfg: PretrainConfig, step: int, frac: float) -> float:
     if step < cfg.warmup:
         return (step + 1) / cfg.warmup
     return cfg.min_lr_frac + (1 - cfg.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
+
+
+def budget_fraction(cfg: PretrainConfig, step: int, t0: float, c0: float) -> float:
+    """How much of the budget is used: the largest of the step, wall-clock and CPU-time fractions."""
+    fracs = [step / cfg.steps, (time.time() - t0) / (cfg.minutes * 60.0)]
+    if cfg.cpu_minutes:
+        fracs.append((time.process_time() - c0) / (cfg.cpu_minutes * 60.0))
+    return max(fracs)
+
+
+def budget_spent(cfg: PretrainConfig, step: int, t0: float, c0: float) -> bool:
+    return budget_fraction(cfg, step, t0, c0) >= 1.0
 
 
 def load_components(path: str):
@@ -101,7 +114,6 @@ def pretrain(out: str, cfg: PretrainConfig | None = None, model_cfg: ShapesModel
     t0, c0 = time.time(), time.process_time()
     last_save, losses, step = t0, [], 0
     history = []
-    budget = cfg.minutes * 60.0
 
     def save(tag: str):
         save_pipeline(out, ema_tr, ema_te, tokenizer, extra={
@@ -113,10 +125,10 @@ def pretrain(out: str, cfg: PretrainConfig | None = None, model_cfg: ShapesModel
             json.dump(history, f)
         log(f"[pretrain] saved {tag} checkpoint (step {step}) to {out}")
 
-    while step < cfg.steps and time.time() - t0 < budget:
-        frac = max(step / cfg.steps, (time.time() - t0) / budget)
+    while not budget_spent(cfg, step, t0, c0):
+        frac = budget_fraction(cfg, step, t0, c0)
         for g in opt.param_groups:
-            g["lr"] = cfg.lr * _lr_factor(cfg, step, frac)
+            g["lr"] = cfg.lr * lr_factor(cfg, step, frac)
         specs = sampler.sample(cfg.batch_size)
         x0 = torch.from_numpy(render_batch(specs, model_cfg.resolution, seed=cfg.seed * 1_000_003 + step))
         drop = torch.rand(len(specs), generator=drop_rng) < cfg.prompt_dropout

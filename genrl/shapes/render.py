@@ -71,6 +71,11 @@ def render(spec: dict, size: int = 32, rng: random.Random | int | None = None) -
             break
     else:
         raise ValueError(f"could not lay out {spec.get('prompt', spec)} at {size}px; use a larger size")
+    return draw_objects(placed, size)
+
+
+def draw_objects(placed, size: int) -> Image.Image:
+    """[(shape, colour, side_px, cx, cy)] drawn on the white background (4x supersampled, box-downsampled)."""
     big = Image.new("RGB", (size * SS, size * SS), BACKGROUND)
     draw = ImageDraw.Draw(big)
     for shape, color, s, cx, cy in placed:
