@@ -28,6 +28,8 @@ _MODULES: dict[str, str] = {
     "shapes": "rewards.shapes",
     "shapes_size": "rewards.shapes.size",
     "motion": "rewards.motion",
+    "per_frame": "rewards.video",
+    "temporal_flickering": "rewards.video",
     "classifier": "rewards.classifier",
     "vlm_judge": "rewards.vlm_judge",
     "multiview3d": "rewards.multiview3d",

@@ -124,3 +124,25 @@ def test_splits_hold_out_coloured_compositions():
     x = render_batch(ev[:3], seed=0)
     assert x.shape == (3, 3, 8, 32, 32) and x.min() >= -1 and x.max() <= 1
     assert np.array_equal(x, render_batch(ev[:3], seed=0))
+
+
+def test_per_frame_and_temporal_flickering_on_clips():
+    from rewards.video import PerFrame
+
+    clip = torch.from_numpy(render_clip(parse_prompt("a red circle moving right"), rng=3)).permute(0, 3, 1, 2)
+    clip = clip.float()[None] / 255
+    jpeg = rewards.load("jpeg_compressibility")
+    per = rewards.load("per_frame", reward="jpeg_compressibility", every=3)
+    out = per(clip, ["x"])
+    expected = jpeg(clip[0, [0, 3, 6]], ["x"] * 3).scores
+    assert out.details["frame_scores"].shape == (1, 3)
+    torch.testing.assert_close(out.scores, expected.mean().reshape(1))
+    assert PerFrame(jpeg, every=3, reduce="min")(clip, ["x"]).scores.item() == pytest.approx(expected.min().item())
+    with pytest.raises(ValueError, match="not an image reward"):
+        PerFrame(rewards.load("motion"))
+    flick = rewards.load("temporal_flickering")
+    still = clip[:, :1].expand(1, 8, 3, 32, 32)
+    noisy = clip.clone()
+    noisy[:, ::2] = 1 - noisy[:, ::2]  # every other frame inverted
+    s = flick(torch.cat([still, clip, noisy]), ["x"] * 3).scores.tolist()
+    assert s[0] == 1.0 > s[1] > s[2]

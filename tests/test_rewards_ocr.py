@@ -130,3 +130,15 @@ def test_real_ocr_on_rendered_text(ocr):
 def test_real_ocr_accepts_float_tensors(ocr):
     x = torch.from_numpy(np.array(render("OPEN"))).permute(2, 0, 1)[None].float() / 255
     assert ocr(x, ['a sign "open"']).scores.item() >= 0.9
+
+
+def test_video_ocr_on_every_fourth_frame(ocr):
+    """flow_grpo's video OCR reward (the Wan recipe's): OCR on frames 0, 4, 8 of a clip, averaged."""
+    text = torch.from_numpy(np.array(render("OPEN"))).permute(2, 0, 1).float() / 255
+    clip = torch.ones(9, *text.shape)
+    clip[::4] = text  # the text is on frames 0, 4 and 8 only
+    every4 = rewards.load("per_frame", reward=ocr, every=4)
+    out = every4(clip[None], ['a sign "open"'])
+    assert out.details["frame_scores"].shape == (1, 3) and out.scores.item() >= 0.9
+    every1 = rewards.load("per_frame", reward=ocr, every=1)(clip[None], ['a sign "open"'])
+    assert every1.scores.item() == pytest.approx(out.scores.item() * 3 / 9, abs=1e-5)  # blank frames score 0
