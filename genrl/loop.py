@@ -583,6 +583,11 @@ class Trainer:
         "within N CPU-minutes" targets count (wall-clock is inflated on a shared machine)."""
         return self.cpu_offset + (time.process_time() - self.c0)
 
+    def _cpu_budget_spent(self) -> bool:
+        """train.cpu_minutes reached (the most any process used: every rank stops at the same step)."""
+        budget = self.cfg.train.cpu_minutes
+        return budget > 0 and self._gather(torch.tensor([self._cpu()])).max().item() >= budget * 60
+
     def checkpoint(self) -> None:
         opt_state = self.optimizer_state.state_dict()  # collective under DeepSpeed (gathers ZeRO partitions)
         if self.main:
@@ -661,13 +666,14 @@ class Trainer:
                    "time/train_s": t_train, "time/step_s": time.time() - t_start}
             for k, v in details.items():
                 rec[f"train/reward_{k}"] = self._gather(v).nanmean().item() if v.numel() else None  # NaN: unscored
-            if self.step % cfg.run.log_every == 0 or self.step == total:
+            last = self.step == total or self._cpu_budget_spent()
+            if self.step % cfg.run.log_every == 0 or last:
                 self.logger.log(rec)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(reward=f"{info['train/reward_mean']:.3f}",
                                 zero_std=f"{info['train/zero_std_ratio']:.2f}")
-            if ev_every > 0 and (self.step % ev_every == 0 or self.step == total):
+            if ev_every > 0 and (self.step % ev_every == 0 or last):
                 m = self.evaluate(self.step)
                 m["wall_time"], m["cpu_time"] = self._wall(), self._cpu()
                 self.last_eval = m
@@ -676,8 +682,10 @@ class Trainer:
                     plot_curves(self.logger.path, os.path.join(cfg.run.dir, "curves.png"), cfg.run.dir)
                     if bar is not None:
                         bar.write(f"step {self.step}: eval reward {m.get('eval/reward_mean', float('nan')):.4f}")
-            if (ck_every > 0 and self.step % ck_every == 0) or self.step == total:
+            if (ck_every > 0 and self.step % ck_every == 0) or last:
                 self.checkpoint()
+            if last:
+                break
         if bar is not None:
             bar.close()
         curves = None

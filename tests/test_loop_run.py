@@ -73,6 +73,17 @@ def test_resume_is_exact(model, tmp_path):
     assert cpu[0] > 0 and all(x < y for x, y in zip(cpu, cpu[1:]))
 
 
+def test_cpu_budget_stops_with_eval_and_checkpoint(model, tmp_path):
+    run = tmp_path / "run"
+    cfg = tiny_config(model, str(run), train={"steps": 50, "cpu_minutes": 1e-6},
+                      eval={"every": 10}, checkpoint={"every": 10})
+    res = train(cfg, progress=False)
+    assert res.steps_done == 1  # the first step already spent the (tiny) budget
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "eval/reward_mean" in r] == [0, 1]
+    assert (run / "checkpoints" / "latest").read_text().strip() == "step_000001"
+
+
 def test_resume_after_kill_before_first_checkpoint_and_corrupt_tmp(model, tmp_path):
     run = tmp_path / "run"
     cfg = tiny_config(model, str(run), train={"steps": 1}, eval={"every": 0})

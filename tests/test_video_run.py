@@ -66,6 +66,11 @@ def test_video_cli_eval_sample_export(tiny_video, tmp_path):
     assert main(["sample", "--model", tiny_video, "--prompt", "a red circle moving left", "--num", "2",
                  "--steps", "2", "--out", str(tmp_path / "s"), "--lora", str(run_dir), "--rlg-scale", "1.5"]) == 0
     assert sorted(os.listdir(tmp_path / "s")) == ["grid.gif", "sample_00.gif", "sample_01.gif"]
+    sweep = tmp_path / "rlg"
+    assert main(["rlg-sweep", "--model", tiny_video, "--lora", str(run_dir), "--scales", "0,1", "--num-prompts", "3",
+                 "--steps", "2", "--out", str(sweep)]) == 0
+    assert os.path.isfile(sweep / "samples_w0.gif") and os.path.isfile(sweep / "samples_w1.gif")
+    assert "motion/strict" in open(sweep / "rlg_sweep.md").read()
     assert main(["export", "--run", str(run_dir), "--out", str(tmp_path / "lora")]) == 0
     from diffusers import WanPipeline
 

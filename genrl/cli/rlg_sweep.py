@@ -87,11 +87,9 @@ def sweep(model: str, lora: str, scales: list[float], prompts, metadata, reward_
                 first = (out.images.cpu()[:16], ps[:16], scored.scores.tolist()[:16])
         row = {"scale": w, **{k: sum(v) / len(v) for k, v in sums.items()}, "n": len(prompts)}
         rows.append(row)
-        if out_dir and first is not None:
-            from genrl.logging_utils import save_grid
-
-            save_grid(first[0], first[1], os.path.join(out_dir, f"samples_w{w:g}.png"), first[2],
-                      title=f"RLG scale {w:g}: mean reward {row['reward']:.3f}")
+        if out_dir and first is not None:  # the adapter's own format: a PNG grid, or a GIF grid for clips
+            policy.save_samples(list(first[0]), first[1], os.path.join(out_dir, f"samples_w{w:g}"), first[2],
+                                title=f"RLG scale {w:g}: mean reward {row['reward']:.3f}")
     return rows
 
 
