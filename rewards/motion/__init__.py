@@ -14,48 +14,32 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from rewards.base import Reward, RewardOutput
+from rewards.base import RewardOutput
 from rewards.motion.score import CHECKS, score_clip
 from rewards.motion.world import CATEGORIES, DIRECTIONS, MOTIONS, make_spec, parse_prompt, validate_spec
 from rewards.registry import register
 from rewards.shapes.detect import detect
+from rewards.spec_reward import SpecReward
 
 
 @register("motion")
-class MotionReward(Reward):
+class MotionReward(SpecReward):
     name = "motion"
     input_format = "video"
     batch_size = 32
 
-    def __init__(self, score: str = "partial"):
-        if score not in ("partial", "strict"):
-            raise ValueError(f"motion reward: score must be 'partial' or 'strict', got {score!r}")
-        self.score_kind = score
-
-    @staticmethod
-    def _specs(prompts, metadata) -> list[dict]:
-        specs = []
-        for i, prompt in enumerate(prompts):
-            spec = (metadata[i] or {}).get("spec") if metadata is not None else None
-            if spec is None:
-                spec = parse_prompt(prompt)
-            else:
-                validate_spec(spec)
-            specs.append(spec)
-        return specs
-
-    def check_inputs(self, prompts, metadata=None) -> None:
-        self._specs(prompts, metadata)
+    parse = staticmethod(parse_prompt)
+    validate = staticmethod(validate_spec)
 
     def score(self, clips, prompts, metadata) -> RewardOutput:
         frames = clips.permute(0, 1, 3, 4, 2).cpu().numpy().astype(np.float64)  # [N, F, H, W, 3]
-        rows = [score_clip([detect(f) for f in clip], spec, clip.shape[1])
-                for clip, spec in zip(frames, self._specs(prompts, metadata))]
+        specs = self._specs(prompts, metadata)
+        rows = [score_clip([detect(f) for f in clip], spec, clip.shape[1]) for clip, spec in zip(frames, specs)]
         strict = torch.tensor([r["strict"] for r in rows])
         partial = torch.tensor([r["partial"] for r in rows])
         details = {"strict": strict, "partial": partial,
                    **{k: torch.tensor([r["checks"][k] for r in rows]) for k in CHECKS},
-                   "tag": [s["tag"] for s in self._specs(prompts, metadata)]}
+                   "tag": [s["tag"] for s in specs]}
         return RewardOutput(strict if self.score_kind == "strict" else partial, details)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from rewards.base import Reward, RewardOutput
+from rewards.base import RewardOutput
 from rewards.registry import register
 from rewards.shapes.detect import detect
 from rewards.shapes.score import score_objects, summarize
@@ -26,33 +26,17 @@ from rewards.shapes.world import (
     spec_to_prompt,
     validate_spec,
 )
+from rewards.spec_reward import SpecReward
 
 
 @register("shapes")
-class ShapesReward(Reward):
+class ShapesReward(SpecReward):
     name = "shapes"
     input_format = "tensor"
     batch_size = 64
 
-    def __init__(self, score: str = "partial"):
-        if score not in ("partial", "strict"):
-            raise ValueError(f"shapes reward: score must be 'partial' or 'strict', got {score!r}")
-        self.score_kind = score
-
-    @staticmethod
-    def _specs(prompts, metadata) -> list[dict]:
-        specs = []
-        for i, prompt in enumerate(prompts):
-            spec = (metadata[i] or {}).get("spec") if metadata is not None else None
-            if spec is None:
-                spec = parse_prompt(prompt)
-            else:
-                validate_spec(spec)
-            specs.append(spec)
-        return specs
-
-    def check_inputs(self, prompts, metadata=None) -> None:
-        self._specs(prompts, metadata)
+    parse = staticmethod(parse_prompt)
+    validate = staticmethod(validate_spec)
 
     def score(self, samples, prompts, metadata) -> RewardOutput:
         imgs = samples.permute(0, 2, 3, 1).cpu().numpy().astype(np.float64)
