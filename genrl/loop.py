@@ -184,6 +184,8 @@ class Trainer:
             meta = ps.metadata if ps.metadata is not None else getattr(self.policy, "metadata_for", lambda _: None)(
                 ps.prompts)
             self.reward_fn.check_inputs(ps.prompts, meta)
+        if getattr(self.policy, "sample_format", None):  # e.g. an image reward on a video model
+            self.reward_fn.check_sample_format(self.policy.sample_format)
         from genrl.distributed import shard_policy
 
         self.algo.configure_policy(self.policy)  # e.g. CTRL adds its condition embedding (before the optimizer)

@@ -48,6 +48,17 @@ class Reward:
         """Raise a one-line ValueError if these prompts / metadata cannot be scored (checked without samples, e.g.
         by a trainer before it starts). Default: anything goes."""
 
+    def check_sample_format(self, sample_format: str) -> None:
+        """Raise a one-line ValueError if this reward cannot score samples of `sample_format` ("image" | "video"),
+        e.g. an image reward given clips without a frame rule."""
+        if sample_format == "video" and self.input_format in ("pil", "tensor"):
+            raise ValueError(f"reward {self.name!r} scores images but the model generates video; apply it to frames "
+                             f"with rewards: {{per_frame: 1.0}} and reward_options: {{per_frame: {{reward: "
+                             f"{self.name}, every: 4}}}}")
+        if sample_format == "image" and self.input_format == "video":
+            raise ValueError(f"reward {self.name!r} scores video clips but the model generates images; choose an "
+                             "image reward")
+
     def __call__(self, samples, prompts, metadata=None) -> RewardOutput:
         prompts = _check_prompts(prompts)
         n = len(prompts)

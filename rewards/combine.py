@@ -32,6 +32,10 @@ class CombinedReward(Reward):
         for reward in self.rewards.values():
             reward.check_inputs(prompts, metadata)
 
+    def check_sample_format(self, sample_format: str) -> None:
+        for reward in self.rewards.values():
+            reward.check_sample_format(sample_format)
+
     def __call__(self, samples, prompts, metadata=None) -> RewardOutput:
         total, details = None, {}
         for name, reward in self.rewards.items():

@@ -87,3 +87,41 @@ def test_video_cli_eval_sample_export(tiny_video, tmp_path):
     c = merged.encode(["a square moving up"])
     torch.testing.assert_close(merged.velocity(x, torch.tensor(0.5), c), tuned.velocity(x, torch.tensor(0.5), c),
                                atol=1e-4, rtol=1e-4)
+
+
+def test_bad_video_input_is_one_line_and_writes_nothing(tiny_video, tmp_path):
+    run_dir = tmp_path / "run"
+    cfg = load_config("configs/video/nft.yaml", [f"model.path={tiny_video}", f"run.dir={run_dir}", *TINY,
+                                                  "rewards={jpeg_compressibility: 1.0}"])
+    with pytest.raises(ValueError, match="scores images but the model generates video.*per_frame"):
+        Trainer(cfg, progress=False)
+    assert not run_dir.exists() or not os.listdir(run_dir)
+    from genrl.policies import load_policy
+
+    with pytest.raises(ValueError, match="num_frames 7 gives 7 latent frames, not a multiple of the temporal patch 2"):
+        load_policy(tiny_video, num_frames=7, device="cpu")
+    with pytest.raises(ValueError, match="multiples of 4"):
+        load_policy(tiny_video, height=30, device="cpu")
+    import rewards
+
+    clip = torch.rand(1, 8, 3, 32, 32)
+    clip[0, 3, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="non-finite"):
+        rewards.load("motion")(clip, ["a red circle moving right"])
+
+
+@pytest.mark.slow
+def test_video_resume_is_exact(tiny_video, tmp_path):
+    from safetensors.torch import load_file
+
+    from genrl.cli import main
+
+    over = [f"model.path={tiny_video}", *TINY, "train.steps=4", "eval.every=0", "checkpoint.every=2"]
+    Trainer(load_config("configs/video/grpo.yaml", over + [f"run.dir={tmp_path / 'a'}",
+                        "sample.sde_window_range=[0,3]", "sample.sde_window_size=2"]), progress=False).run()
+    Trainer(load_config("configs/video/grpo.yaml", over + [f"run.dir={tmp_path / 'b'}", "train.steps=2",
+                        "sample.sde_window_range=[0,3]", "sample.sde_window_size=2"]), progress=False).run()
+    assert main(["train", "--resume", str(tmp_path / "b"), "train.steps=4", "--no-progress"]) == 0
+    a = load_file(str(tmp_path / "a" / "checkpoints" / "step_000004" / "trainable.safetensors"))
+    b = load_file(str(tmp_path / "b" / "checkpoints" / "step_000004" / "trainable.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -83,6 +83,8 @@ class FlowPolicy(TrainablePolicy):
 
     #: dtype in which SDE / loss math runs regardless of model dtype
     compute_dtype = torch.float32
+    #: what decode() returns: "image" ([B, 3, H, W]) or "video" ([B, F, 3, H, W]); rewards are checked against it
+    sample_format = "image"
 
     def encode(self, prompts: list[str]) -> Cond:
         raise NotImplementedError

@@ -144,6 +144,8 @@ class PI0ActionExpert(nn.Module):
 class RobotFlowPolicy(FlowPolicy):
     """Action-chunk flow policy + Flow-Noise noise head + critic value head (see module docstring)."""
 
+    sample_format = "episode"  # outputs are scored by the environment episodes (rewards/episode.py)
+
     def __init__(self, config: RobotPolicyConfig, lora_rank: int = 0, lora_alpha: float | None = None):
         super().__init__()
         c = self.config = config

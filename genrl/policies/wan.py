@@ -55,6 +55,7 @@ OPTIONS = {"lora_rank", "lora_alpha", "lora_targets", "lora_init", "gradient_che
 
 class WanPolicy(FlowPolicy):
     pipeline_class = PIPELINE_CLASS
+    sample_format = "video"
 
     def __init__(self, pipe, index: dict, lora_rank: int = 32, lora_alpha: float | None = None, lora_targets=None,
                  lora_init="gaussian", gradient_checkpointing: bool = False, max_sequence_length: int | None = None,
