@@ -125,3 +125,20 @@ def test_video_resume_is_exact(tiny_video, tmp_path):
     a = load_file(str(tmp_path / "a" / "checkpoints" / "step_000004" / "trainable.safetensors"))
     b = load_file(str(tmp_path / "b" / "checkpoints" / "step_000004" / "trainable.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_shipped_video_model_loads_and_samples():
+    from genrl.policies import load_policy
+    from genrl.shapes.generate import generate
+
+    path = "assets/motion-video-base"
+    size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+    assert "video" in os.path.basename(path) and size < 20e6
+    index = json.load(open(os.path.join(path, "model_index.json")))
+    assert index["_class_name"] == "WanPipeline" and index["genrl_pixel_space"] and index["prediction"] == "x0"
+    assert index["genrl_pretrain"]["cpu_minutes_done"] <= 60.5
+    scores = json.load(open(os.path.join(path, "eval_scores.json")))
+    assert set(scores["overall"]) >= {"strict", "partial"}
+    pol = load_policy(path, lora_rank=4, device="cpu")
+    clips = generate(pol, ["a red circle moving right", "a blue square and a triangle moving apart"], steps=4)
+    assert clips.shape == (2, 8, 3, 32, 32) and torch.isfinite(clips).all()
