@@ -66,6 +66,28 @@ def run_one(task: str, method: str, seed: int, steps: int, eval_every: int, out_
             "curve": pts}
 
 
+def merged_results(sources: list[str], max_step: int | None = None) -> list[dict]:
+    """Results from OUT.json files and run directories (TASK_METHOD_sSEED, read with curve()), cut at max_step."""
+    import yaml
+
+    out = []
+    for src in sources:
+        if os.path.isdir(src):
+            task, rest = os.path.basename(src.rstrip("/")).split("_", 1)
+            method, seed = rest.rsplit("_s", 1)
+            with open(os.path.join(src, "config.yaml")) as f:
+                s = yaml.safe_load(f)["sample"]
+            pts = curve(src, s["group_size"] * s["groups_per_step"])
+            out.append({"task": task, "method": method, "seed": int(seed), "steps": pts[-1]["step"], "curve": pts})
+        else:
+            with open(src) as f:
+                out += json.load(f)["results"]
+    for r in out:
+        if max_step is not None:
+            r["curve"] = [p for p in r["curve"] if p["step"] <= max_step]
+    return out
+
+
 def write_report(results: list[dict], out: str, command: str) -> None:
     import numpy as np
 
@@ -129,8 +151,15 @@ def main(argv=None) -> int:
     p.add_argument("--set", nargs="*", default=[], help="extra config overrides for every run")
     p.add_argument("--resume", action="store_true",
                    help="continue runs already in --runs to --steps (exact resume) instead of starting over")
+    p.add_argument("--merge", nargs="+", default=None, metavar="JSON_OR_RUN_DIR",
+                   help="write one report from earlier OUT.json files and/or run directories (runs done as separate "
+                        "invocations, e.g. in parallel) instead of running anything")
+    p.add_argument("--max-step", type=int, default=None, help="with --merge: cut every curve at this step")
     args = p.parse_args(argv)
     command = "python benchmarks/robot.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.merge:
+        write_report(merged_results(args.merge, args.max_step), args.out, command)
+        return 0
     results = []
     for task in args.tasks:
         steps = args.steps or {"robot2d": 40, "push": 60}[task]
