@@ -88,7 +88,6 @@ class AdvantageConfig:
 @dataclass
 class TrainConfig:
     steps: int = 100  # rollout + update rounds; `step` in metrics.jsonl counts these
-    cpu_minutes: float = 0.0  # also stop (evaluating and checkpointing) once the run used this much CPU time (0 = off)
     lr: float = 3e-4
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     weight_decay: float = 1e-4
@@ -99,6 +98,7 @@ class TrainConfig:
     inner_epochs: int = 1  # passes over the step's samples
     lr_schedule: str = "constant"  # constant | cosine
     lr_warmup_steps: int = 0  # in optimizer updates
+    cpu_minutes: float = 0.0  # also stop (evaluating and checkpointing) once the run used this much CPU time (0 = off)
 
 
 @dataclass
