@@ -123,8 +123,11 @@ def test_ctrl_c_exits_cleanly_and_the_run_resumes(model, tmp_path):
     cfg_path = tmp_path / "c.yaml"
     save_config(_cfg(model, run, 200), str(cfg_path))
     env = {**os.environ, "PYTHONPATH": os.getcwd(), "OMP_NUM_THREADS": "1"}
+    # a shell's background job inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler:
+    # restore the default in the child so the test means the same wherever CI runs it
     proc = subprocess.Popen([sys.executable, "-m", "genrl", "train", str(cfg_path), "--no-progress"],
-                            stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+                            stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 240
     while not (run / "checkpoints" / "latest").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.5)
