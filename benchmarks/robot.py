@@ -46,14 +46,14 @@ def run_one(task: str, method: str, seed: int, steps: int, eval_every: int, out_
     run_dir = os.path.join(out_dir, f"{task}_{method}_s{seed}")
     if resume and os.path.isdir(os.path.join(run_dir, "checkpoints")):  # continue a shorter run (exact resume)
         cmd = [sys.executable, "-m", "genrl", "train", "--resume", run_dir, f"train.steps={steps}",
-               f"eval.every={eval_every}", "--no-progress", *extra]
+               f"eval.every={eval_every}", *extra, "--no-progress"]
     else:
         if os.path.isdir(run_dir):
             import shutil
 
             shutil.rmtree(run_dir)
         cmd = [sys.executable, "-m", "genrl", "train", cfg_path, f"run.dir={run_dir}", f"run.seed={seed}",
-               f"train.steps={steps}", f"eval.every={eval_every}", "run.threads=1", "--no-progress", *extra]
+               f"train.steps={steps}", f"eval.every={eval_every}", "run.threads=1", *extra, "--no-progress"]
     env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1"}
     t0 = time.time()
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)

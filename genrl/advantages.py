@@ -5,7 +5,8 @@
 `global_std=True` uses the std of ALL rewards of the step (across prompts; the reference's SD3 default),
 otherwise the std of the sample's own group. A is then clipped to [-clip, clip] (reference: 5). Stats are
 per step: there is no history across steps. Always call these on rewards gathered from every rank, since a
-group is spread over ranks.
+group is spread over ranks. Rewards may also be [N, S] (hierarchical stages, genrl/hierarchy.py): advantages are then
+computed per column, a group is zero-std only if it is in every column, and non-finite if any entry is.
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ def group_advantages(
     rewards: torch.Tensor, groups: torch.Tensor, *, global_std: bool = True, clip: float | None = 5.0,
     eps: float = 1e-4,
 ) -> torch.Tensor:
-    """Advantages [N] from rewards [N] and prompt-group ids [N] (see module docstring)."""
+    """Advantages [N] (or [N, S]) from rewards [N] (or [N, S]) and prompt-group ids [N] (see module docstring)."""
+    if rewards.ndim == 2:
+        return torch.stack([group_advantages(r, groups, global_std=global_std, clip=clip, eps=eps)
+                            for r in rewards.unbind(1)], 1)
     rewards = rewards.detach().float().cpu()
     groups = groups.detach().cpu()
     mean, std = group_stats(rewards, groups)
@@ -43,6 +47,8 @@ def group_advantages(
 def zero_std_mask(rewards: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
     """Bool [N]: True for samples whose whole group has identical rewards (advantage 0 at every step;
     common for 0/1 rewards such as GenEval, OCR or the shapes world's strict score)."""
+    if rewards.ndim == 2:
+        return torch.stack([zero_std_mask(r, groups) for r in rewards.unbind(1)], 1).all(1)
     rewards = rewards.detach().float().cpu()
     _, inv = torch.unique(groups.detach().cpu(), return_inverse=True)
     n_groups = int(inv.max()) + 1 if inv.numel() else 0
@@ -54,6 +60,8 @@ def zero_std_mask(rewards: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
 def nonfinite_group_mask(rewards: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
     """Bool [N]: True for samples in a group that contains any non-finite reward (those groups are dropped)."""
     bad = ~torch.isfinite(rewards.detach().float().cpu())
+    if bad.ndim == 2:
+        bad = bad.any(1)
     groups = groups.detach().cpu()
     bad_groups = torch.unique(groups[bad])
     return torch.isin(groups, bad_groups)

@@ -83,6 +83,9 @@ class AdvantageConfig:
     clip_max: float = 5.0  # advantages clipped to [-clip_max, clip_max]
     eps: float = 1e-4
     filter_zero_std: bool = True  # drop groups whose rewards are all equal (fraction logged as zero_std_ratio)
+    # hierarchical rewards (genrl/hierarchy.py): [{name, t_min, rewards, reward_options}], each stage's own ensemble
+    # and group advantages train the timesteps t_min <= t < the previous stage's t_min; [] = one reward for all
+    stages: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -390,6 +393,12 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"config key 'rewards.{name}' must be a finite weight, got {w}")
     if not cfg.rewards:
         raise ConfigError("config key 'rewards' is empty; give at least one, e.g. rewards={shapes: 1.0}")
+    from genrl.hierarchy import validate_stages
+
+    try:
+        validate_stages(cfg.advantage.stages, cfg.algorithm.name)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     if cfg.run.mixed_precision not in ("no", "fp16", "bf16"):
         raise ConfigError(f"config key 'run.mixed_precision' must be no|fp16|bf16, got {cfg.run.mixed_precision!r}")
     if t.lr_schedule not in ("constant", "cosine"):

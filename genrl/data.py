@@ -4,6 +4,7 @@ Sources (`data.prompts`, `eval.prompts`):
   * "shapes:train" / "shapes:eval"   the shapes world's deterministic prompt splits (with structured specs,
                                      passed to rewards as metadata)
   * "motion:train" / "motion:eval"   the moving-shapes video world's splits (genrl/worlds/motion), with specs
+  * "shapes3d:train" / "shapes3d:eval"   the 3D shapes world's splits (genrl/worlds/shapes3d), with specs
   * "sudoku:train" / "sudoku:eval" / "countdown:train" / "countdown:eval"   the puzzles world (dLLMs;
                                      genrl/worlds/puzzles), with the verifiers' metadata
   * a path to a text file            one prompt per line (blank lines and lines starting with '#' ignored)
@@ -57,7 +58,7 @@ def load_prompts(source: str, key: str = "data.prompts") -> PromptSet:
         from genrl.worlds.envs import episode_prompts
 
         return episode_prompts(source, key)
-    if source.startswith(("shapes:", "motion:")):
+    if source.startswith(("shapes:", "motion:", "shapes3d:")):
         world, split = source.split(":", 1)
         if split not in ("train", "eval"):
             raise ValueError(f"{key}: unknown {world} split {split!r}; use {world}:train or {world}:eval")

@@ -109,7 +109,12 @@ def build_reward(cfg: Config):
             close = difflib.get_close_matches(name, rewards.available(), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ValueError(f"unknown reward {name!r} in rewards{hint}; available: {', '.join(rewards.available())}")
-    return rewards.combine(dict(cfg.rewards), dict(cfg.reward_options))
+    main = rewards.combine(dict(cfg.rewards), dict(cfg.reward_options))
+    if cfg.advantage.stages:
+        from genrl.hierarchy import build_staged_reward
+
+        return build_staged_reward(main, cfg.advantage.stages)
+    return main
 
 
 def load_model(cfg: Config):
@@ -315,7 +320,8 @@ class Trainer:
                 b.metadata = [self.train_prompts.metadata[j] for j in sl]
             if b.get("rewards") is None:
                 out, bad = self._score(reward_input(b), b.prompts, b.get("metadata"))
-                b.rewards = out.scores.float().cpu()
+                # [B], or [B, S] with hierarchical stages (each stage's own advantages; genrl/hierarchy.py)
+                b.rewards = (self.reward_fn.stage_scores(out) if cfg.advantage.stages else out.scores).float().cpu()
                 b.rewards[bad] = float("nan")  # non-finite samples are never scored: their groups are dropped
                 details.setdefault("nonfinite_samples", []).append(bad.float())
                 for k, v in per_sample(out.details, len(b)).items():
@@ -362,7 +368,8 @@ class Trainer:
             )
         adv_all = torch.zeros_like(r_all)
         adv_all[good] = self.algo.advantages(r_all[good], g_all[good]).float()
-        zero = zero_std_mask(torch.where(good, r_all, torch.zeros_like(r_all)), g_all) & good
+        mask = good.reshape(-1, *[1] * (r_all.ndim - 1))  # rewards [N] or [N, S] (hierarchical stages)
+        zero = zero_std_mask(torch.where(mask, r_all, torch.zeros_like(r_all)), g_all) & good
         keep = good & ~zero if cfg.advantage.filter_zero_std else good.clone()
         stats = {
             "train/reward_mean": r_all[good].mean().item(),

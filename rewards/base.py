@@ -38,7 +38,7 @@ class Reward:
     """
 
     name: str = "reward"
-    input_format: str = "pil"  # "pil" | "tensor" | "video" | "text"
+    input_format: str = "pil"  # "pil" | "tensor" | "video" | "voxels" | "asset" | "text"
     batch_size: int = 16
 
     def score(self, samples, prompts: list[str], metadata: list[dict] | None) -> RewardOutput:
@@ -49,8 +49,14 @@ class Reward:
         by a trainer before it starts). Default: anything goes."""
 
     def check_sample_format(self, sample_format: str) -> None:
-        """Raise a one-line ValueError if this reward cannot score samples of `sample_format` ("image" | "video"),
-        e.g. an image reward given clips without a frame rule."""
+        """Raise a one-line ValueError if this reward cannot score samples of `sample_format` ("image" | "video" |
+        "voxels"), e.g. an image reward given clips without a frame rule."""
+        if sample_format == "voxels" and self.input_format not in ("voxels", "asset"):
+            raise ValueError(f"reward {self.name!r} does not score 3D voxel grids; use shapes3d, or score rendered "
+                             f"views with rewards: {{multiview3d: 1.0}} and reward_options: {{multiview3d: "
+                             f"{{image_reward: {self.name}}}}}")
+        if sample_format != "voxels" and self.input_format == "voxels":
+            raise ValueError(f"reward {self.name!r} scores 3D voxel grids but the model generates {sample_format}")
         if sample_format == "video" and self.input_format in ("pil", "tensor"):
             raise ValueError(f"reward {self.name!r} scores images but the model generates video; apply it to frames "
                              f"with rewards: {{per_frame: 1.0}} and reward_options: {{per_frame: {{reward: "
@@ -67,7 +73,7 @@ class Reward:
         if self.input_format == "text":
             samples = [str(s) for s in samples]
         else:
-            convert = {"pil": to_pil, "video": to_video}.get(self.input_format, to_tensor)
+            convert = {"pil": to_pil, "video": to_video, "voxels": to_voxels}.get(self.input_format, to_tensor)
             samples = convert(samples)
         if len(samples) != n:
             raise ValueError(f"{self.name}: got {len(samples)} samples but {n} prompts; pass one prompt per sample")
@@ -209,6 +215,28 @@ def to_video(clips) -> torch.Tensor:
     if not out:
         raise ValueError("empty batch of clips; pass at least one clip")
     return torch.stack(out)
+
+
+def to_voxels(grids) -> torch.Tensor:
+    """Convert a batch of voxel grids to float32 [N, 4, G, G, G] (occupancy + RGB in [0, 1]): a tensor or array of
+    that shape, or a list of [4, G, G, G] grids."""
+    if not isinstance(grids, torch.Tensor):
+        if isinstance(grids, list | tuple) and grids and not isinstance(grids[0], np.ndarray | torch.Tensor):
+            raise ValueError(f"voxel grids must be tensors or arrays [4, G, G, G], got {type(grids[0]).__name__}")
+        grids = torch.stack([torch.as_tensor(g) for g in grids]) if isinstance(grids, list | tuple) else \
+            torch.as_tensor(grids)
+    if grids.ndim != 5 or grids.shape[1] != 4 or len(set(grids.shape[2:])) != 1 or grids.shape[2] == 0:
+        raise ValueError(f"voxel grids must have shape [N, 4, G, G, G] (occupancy + RGB, a cubic grid), got "
+                         f"{tuple(grids.shape)}")
+    grids = grids.float()
+    bad = ~torch.isfinite(grids).flatten(1).all(1)
+    if bad.any():
+        raise ValueError(f"voxel grid(s) {torch.nonzero(bad).reshape(-1)[:8].tolist()} hold NaN/inf; drop or fix "
+                         "them before scoring")
+    if grids.min() < -1e-3 or grids.max() > 1 + 1e-3:
+        raise ValueError(f"voxel grid values must lie in [0, 1], got [{grids.min():.3f}, {grids.max():.3f}]; map "
+                         "[-1, 1] with (x + 1) / 2")
+    return grids
 
 
 def _check_float_tensor(x: torch.Tensor) -> None:

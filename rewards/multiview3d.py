@@ -4,6 +4,7 @@ scores the views with any image reward, as the AR3D-R1 / 3DGen-R1 rewards do on 
 Samples are assets, one dict per sample:
     {"points": [P, 3], "colors": [P, 3]?}                    coloured point cloud (disks of `point_size`)
     {"verts": [V, 3], "faces": [F, 3], "colors": [V|F, 3]?}  triangle mesh (per-vertex or per-face colours)
+    [4, G, G, G] voxel grid (occupancy + RGB in [0, 1], rewards/shapes3d/geometry.py)  rendered as its voxel surface
 (tensors or arrays; colours in [0, 1]; objects with `.vertices` / `.faces` such as trimesh meshes also work).
 Prompts and metadata are repeated for every view.
 
@@ -21,11 +22,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from rewards.base import Reward, RewardOutput, _check_prompts, concat_outputs
 from rewards.registry import load, register
 from rewards.render3d import orbit_cameras, render_views
+from rewards.shapes3d.geometry import voxel_mesh
 
 
 def _as_reward(spec, options: dict | None) -> Reward:
@@ -37,6 +40,13 @@ def _as_reward(spec, options: dict | None) -> Reward:
 
 
 def as_asset(sample, i: int = 0) -> dict:
+    if isinstance(sample, torch.Tensor | np.ndarray) and sample.ndim == 4 and sample.shape[0] == 4:  # voxel grid
+        g = sample.detach().cpu().float().numpy() if isinstance(sample, torch.Tensor) else np.asarray(sample,
+                                                                                                        np.float32)
+        mesh = voxel_mesh(g)
+        if len(mesh["faces"]) == 0:
+            raise ValueError(f"multiview3d: voxel grid {i} is empty (no occupancy > 0.5); nothing to render")
+        return {k: torch.from_numpy(v) for k, v in mesh.items()}
     if hasattr(sample, "vertices") and hasattr(sample, "faces"):  # trimesh-like
         out = {"verts": torch.as_tensor(sample.vertices), "faces": torch.as_tensor(sample.faces)}
         vc = getattr(getattr(sample, "visual", None), "vertex_colors", None)

@@ -28,6 +28,7 @@ _MODULES: dict[str, str] = {
     "shapes": "rewards.shapes",
     "shapes_size": "rewards.shapes.size",
     "motion": "rewards.motion",
+    "shapes3d": "rewards.shapes3d",
     "per_frame": "rewards.video",
     "temporal_flickering": "rewards.video",
     "classifier": "rewards.classifier",

@@ -270,7 +270,9 @@ class AWM(Algorithm):
         tb = t.reshape(-1, *([1] * (x0.ndim - 1)))
         x_t = (1 - tb) * x0r + tb * eps
         cond = _repeat(mb.cond, cfg.n_train)
-        adv = scale_advantages(mb.advantages.float(), cfg.adv_clip_max, cfg.advantage_max).to(ctx.device)
+        adv = mb.advantages.float().to(ctx.device)
+        adv = adv.repeat(cfg.n_train, *([1] * (adv.ndim - 1)))  # t-major, as x0r
+        adv = scale_advantages(self.stage_advantages(adv, t), cfg.adv_clip_max, cfg.advantage_max)
         # no-grad forwards first (use_trainable swaps parameter values in place)
         v_ref = v_ema = None
         with torch.no_grad(), ctx.amp():
@@ -283,7 +285,7 @@ class AWM(Algorithm):
         with ctx.amp():
             v_theta = policy.velocity(x_t, t, cond)
         return awm_loss(
-            v_theta, eps - x0r, t, adv.repeat(cfg.n_train), cfg.weighting, cfg.ghuber_p, cfg.clip_range,
+            v_theta, eps - x0r, t, adv, cfg.weighting, cfg.ghuber_p, cfg.clip_range,
             v_ref=v_ref, kl_beta=cfg.kl_beta, v_ema=v_ema, ema_beta=cfg.ema_beta,
         )
 

@@ -218,6 +218,14 @@ class Algorithm:
         self.sample_cfg = sample_cfg
         self.advantage_cfg = advantage_cfg
 
+    def stage_advantages(self, adv: torch.Tensor, t) -> torch.Tensor:
+        """The advantages that train timestep t: adv itself [N], or with hierarchical stages (adv [N, S],
+        advantage.stages) each sample's column of the stage covering its t (genrl/hierarchy.py)."""
+        from genrl.hierarchy import stage_advantages
+
+        stages = getattr(self.advantage_cfg, "stages", None) or []
+        return stage_advantages(adv, t, [float(st["t_min"]) for st in stages])
+
     def check_inputs(self, policy, prompt_sets: dict[str, list[str]]) -> None:
         """Validate the loaded policy and the prompt sets ({config key: prompts}) before anything is written;
         one-line ValueErrors naming the fix. Default: the policy implements the contract this method drives."""

@@ -152,12 +152,12 @@ class GRPO(Algorithm):
         """The batch-mean loss of trained step j for the samples of `mb` and its metrics."""
         cfg, s = self.config, self.sample_cfg
         dev = ctx.device
-        adv = mb.advantages.to(dev, torch.float32)
         vfn = velocity_fn(policy, mb.cond, mb.get("uncond"), s.cfg_scale, ctx, cfg.detach_uncond)
         x = mb.latents[:, j].to(dev, torch.float32)
         x_next = mb.latents[:, j + 1].to(dev, torch.float32)
         old_lp = mb.log_probs[:, j].to(dev, torch.float32)
         t, t_next = sig[j], sig[j + 1]
+        adv = self.stage_advantages(mb.advantages.to(dev, torch.float32), t)
         mean_ref = None
         if cfg.beta > 0:
             with torch.no_grad(), policy.disable_adapter():

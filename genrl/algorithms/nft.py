@@ -199,10 +199,11 @@ class NFT(Algorithm):
         b = x0.shape[0]
         grid = self.rollout_grid(mb)
         times = grid_timestep_choices(grid, b, cfg.timestep_fraction, ctx.generator)  # [B, n_train]
-        r = optimality_probability(mb.advantages.float(), cfg.adv_clip_max, cfg.adv_mode).to(ctx.device)
+        adv = mb.advantages.float().to(ctx.device)
         n_train = times.shape[1]
         for j in range(n_train):
             t = times[:, j].to(ctx.device)
+            r = optimality_probability(self.stage_advantages(adv, t), cfg.adv_clip_max, cfg.adv_mode)
             eps = torch.randn(x0.shape, generator=ctx.generator, device=ctx.generator.device).to(ctx.device)
             tb = t.reshape(-1, *([1] * (x0.ndim - 1)))
             x_t = (1 - tb) * x0 + tb * eps

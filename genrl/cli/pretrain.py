@@ -3,6 +3,8 @@ matching on rendered images (see genrl/shapes/pretrain.py for the recipe; docs/s
 `genrl pretrain dllm --out DIR`: the puzzles world's masked diffusion LM (genrl/cli/dllm.py).
 `genrl pretrain video --out DIR [--cpu-minutes M]`: the moving-shapes world's pixel-space Wan video model
 (genrl/worlds/motion/pretrain.py; docs/video.md).
+`genrl pretrain 3d --out DIR [--cpu-minutes M]`: the 3D shapes world's voxel flow model (genrl/worlds/shapes3d;
+docs/3d.md).
 `genrl pretrain robot --env robot2d --out DIR [--demos N] [--steps S]`: behaviour-clone a flow action policy from
 scripted-expert demonstrations (genrl/worlds/bc.py; docs/robot.md)."""
 
@@ -19,9 +21,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from genrl.shapes.pretrain import PretrainConfig
 
     d, m = PretrainConfig(), ShapesModelConfig()
-    p.add_argument("world", choices=["shapes", "video", "dllm", "robot"],
+    p.add_argument("world", choices=["shapes", "video", "3d", "dllm", "robot"],
                    help="what to pretrain: the shapes world's flow model, the moving-shapes world's video model, the "
-                        "puzzles world's dLLM (genrl.cli.dllm) "
+                        "3D shapes world's voxel model, the puzzles world's dLLM (genrl.cli.dllm) "
                         "or a robot policy (genrl.worlds.bc_cli)")
     p.add_argument("--out", required=True, help="output pipeline directory (e.g. assets/shapes-base)")
     p.add_argument("--minutes", type=float, default=d.minutes, help="wall-clock budget in minutes")
@@ -72,17 +74,21 @@ def run(args) -> int:
         raise UserError("--minutes, --cpu-minutes and --steps must be positive")
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise UserError(f"--out {args.out} exists and is not a directory; choose another path")
-    if args.world == "video":
-        from genrl.worlds.motion.model import MotionModelConfig
-        from genrl.worlds.motion.pretrain import pretrain as pretrain_video
+    if args.world in ("video", "3d"):
+        if args.world == "video":
+            from genrl.worlds.motion.model import MotionModelConfig as ModelConfig
+            from genrl.worlds.motion.pretrain import pretrain as pretrain_world
+        else:
+            from genrl.worlds.shapes3d.model import Shapes3DModelConfig as ModelConfig
+            from genrl.worlds.shapes3d.pretrain import pretrain as pretrain_world
 
-        vm = MotionModelConfig()
+        vm = ModelConfig()
         cfg = PretrainConfig(minutes=args.minutes, cpu_minutes=args.cpu_minutes, steps=args.steps, seed=args.seed,
                              batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay, threads=args.threads,
                              warmup=args.warmup, bf16=not args.no_bf16)
-        mcfg = MotionModelConfig(num_layers=args.layers if args.layers_given else vm.num_layers,
-                                 num_attention_heads=args.heads)
-        res = pretrain_video(args.out, cfg, mcfg, log=lambda s: print(s, flush=True))
+        mcfg = ModelConfig(num_layers=args.layers if args.layers_given else vm.num_layers,
+                           num_attention_heads=args.heads)
+        res = pretrain_world(args.out, cfg, mcfg, log=lambda s: print(s, flush=True))
         print(f"pretrained {res['steps']} steps in {res['minutes']:.1f} min ({res['cpu_minutes']:.1f} CPU-min) "
               f"-> {args.out}")
         return 0

@@ -1,6 +1,7 @@
 """`genrl sample --model assets/shapes-base --prompt "two red circles" --num 8 --out DIR [--seed S]`:
 generate images for a prompt and write DIR/grid.png (prompt on top, each image's shapes-reward score when the
-prompt is in the shapes grammar) plus DIR/sample_XX.png. The same seed gives the same images.
+prompt is in the shapes grammar) plus DIR/sample_XX.png (video models: GIFs; 3D models: DIR/sample_XX.ply meshes and
+a turntable DIR/grid.gif). The same seed gives the same images.
 
 Sampling goes through genrl.shapes.generate.generate; `velocity_factory(args, policy)` is the hook where
 guidance variants (e.g. RL Guidance with a LoRA) plug in.
@@ -113,6 +114,20 @@ def run(args) -> int:
         scores = out.details["partial"].tolist()
         print(f"{world} reward: strict {out.details['strict'].mean():.3f}  partial {out.scores.mean():.3f}")
     os.makedirs(args.out, exist_ok=True)
+    title = f'"{args.prompt}"  seed {args.seed}, {args.steps} steps, cfg {args.cfg_scale}'
+    if getattr(policy, "sample_format", "image") == "voxels":  # 3D: a PLY mesh per asset + a turntable GIF grid
+        from genrl.worlds.shapes3d.export import render_turntable, save_grid_ply
+
+        for i, g in enumerate(images):
+            if (g[0] > 0.5).any():
+                save_grid_ply(g, os.path.join(args.out, f"sample_{i:02d}.ply"))
+            else:
+                print(f"sample {i} is empty (no filled voxel): no sample_{i:02d}.ply")
+        views = torch.stack([render_turntable(g) for g in images])
+        path = save_video_grid(views, [""] * len(images), os.path.join(args.out, "grid.gif"), scores=scores,
+                               title=title, cell=128)
+        print(f"wrote {path} and the PLY meshes")
+        return 0
     video = images.ndim == 5  # clips [N, F, 3, H, W]
     arr = (images.clamp(0, 1) * 255).round().to(torch.uint8).movedim(-3, -1).numpy()
     for i, a in enumerate(arr):
@@ -122,7 +137,6 @@ def run(args) -> int:
                            duration=150, loop=0)
         else:
             Image.fromarray(a).save(os.path.join(args.out, f"sample_{i:02d}.png"))
-    title = f'"{args.prompt}"  seed {args.seed}, {args.steps} steps, cfg {args.cfg_scale}'
     if getattr(args, "condition", None) is not None:
         title += f", condition {args.condition}"
     save, name = (save_video_grid, "grid.gif") if video else (save_grid, "grid.png")

@@ -131,7 +131,7 @@ def _report(result) -> None:
         for k in sorted(last):
             if k.startswith("eval/") and k not in ("eval/reward_mean", "eval/grid") and k in first:
                 print(f"  {k}: {first[k]:.4f} -> {last[k]:.4f}")
-    print(f"  samples (PNG grids): {result.samples_dir}")
+    print(f"  samples (grids): {result.samples_dir}")
     if result.curves:
         print(f"  curves: {result.curves}")
     print(f"  metrics: {os.path.join(result.run_dir, 'metrics.jsonl')}; "

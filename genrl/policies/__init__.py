@@ -1,6 +1,7 @@
 """Model adapters. `load_policy(path, **options)` picks the adapter from the pipeline directory's
-model_index.json `_class_name` (or `family=` explicitly; a local transformers model directory, config.json
-without model_index.json, is the "dllm" family) and calls its `from_pretrained(path, **options)`."""
+model_index.json `genrl_family` if set (genrl's own models, e.g. "voxel3d"), else its `_class_name` (or `family=`
+explicitly; a local transformers model directory, config.json without model_index.json, is the "dllm" family) and
+calls its `from_pretrained(path, **options)`."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ ADAPTERS: dict[str, tuple[str, str]] = {
 }
 FAMILIES = {fam: target for fam, target in ADAPTERS.values()}
 FAMILIES["dllm"] = "genrl.policies.dllm:TransformersDLLM"  # transformers mask predictors (config.json, no model_index)
+FAMILIES["voxel3d"] = "genrl.policies.voxel3d:VoxelPolicy"  # a pixel-space WanPipeline over voxel grids
 
 
 def read_model_index(path: str, local_files_only: bool = False) -> dict:
@@ -63,7 +65,10 @@ def load_policy(path: str, family: str | None = None, **options) -> TrainablePol
     if family is None and _is_transformers_dir(path):
         family = "dllm"
     if family is None:
-        cls_name = pipeline_class_name(path, options.get("local_files_only", False))
+        index = read_model_index(path, options.get("local_files_only", False))
+        family = index.get("genrl_family")
+    if family is None:
+        cls_name = index.get("_class_name", "?")
         if cls_name not in ADAPTERS:
             raise ValueError(f"{path}: pipeline class {cls_name!r} is not supported; supported: {', '.join(ADAPTERS)}")
         target = ADAPTERS[cls_name][1]

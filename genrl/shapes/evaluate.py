@@ -1,6 +1,7 @@
 """GenEval-style evaluation on a world's split: generate one sample per split entry, score with a reward, report
 per-category and overall (= mean over categories, as GenEval) strict and partial scores. Worlds: "shapes" (images,
-reward "shapes") and "motion" (the moving-shapes video world, genrl/worlds/motion, reward "motion").
+reward "shapes"), "motion" (the moving-shapes video world, genrl/worlds/motion, reward "motion") and "shapes3d" (the 3D
+shapes world, genrl/worlds/shapes3d, reward "shapes3d").
 
 Protocol (the numbers in assets/shapes-base/README.md): split "eval" (48 entries per category, 288 images),
 Euler ODE with DEFAULT_STEPS steps on flow_sigmas(steps, shift), CFG scale DEFAULT_CFG, noise seeded by `seed`.
@@ -15,7 +16,7 @@ from genrl.shapes.generate import DEFAULT_CFG, DEFAULT_SHIFT, DEFAULT_STEPS, gen
 from genrl.shapes.prompts import prompts_and_metadata, split_specs
 from rewards.shapes.score import summarize
 
-WORLD_REWARDS = {"shapes": "shapes", "motion": "motion"}
+WORLD_REWARDS = {"shapes": "shapes", "motion": "motion", "shapes3d": "shapes3d"}
 
 
 def world_specs(world: str, split: str, per_category: int | None = None) -> list[dict]:
@@ -26,6 +27,10 @@ def world_specs(world: str, split: str, per_category: int | None = None) -> list
         from genrl.worlds.motion.prompts import split_specs as motion_specs
 
         return motion_specs(split, per_category)
+    if world == "shapes3d":
+        from genrl.worlds.shapes3d.prompts import split_specs as shapes3d_specs
+
+        return shapes3d_specs(split, per_category)
     raise ValueError(f"unknown world {world!r}; choose one of {', '.join(WORLD_REWARDS)}")
 
 
