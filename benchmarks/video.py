@@ -4,112 +4,18 @@ world, from the shipped pixel-space Wan model (assets/motion-video-base).
     python benchmarks/video.py                                  # 3 methods, seed 0, 30 CPU-minutes each
     python benchmarks/video.py --methods nft --seeds 0 1 2 --cpu-minutes 30 --out benchmarks/video_nft
 
-Each run is `genrl train configs/video/<method>.yaml run.seed=S train.cpu_minutes=C eval.every=E run.threads=1`
-(a subprocess, one torch thread; the budget is the run's own CPU time, evaluations included). The curve is read back
-from metrics.jsonl: eval/reward_mean (partial credit on 96 held-out clips, ODE, EMA weights) and eval/motion/strict
-at each evaluation, with the run's CPU time. Writes OUT.json (all curves), OUT.md (a table) and OUT.png (partial
-and strict against CPU-minutes); the runs (with their GIF grids in samples/) go to --runs.
+Runs configs/video/<method>.yaml; protocol and outputs: benchmarks/world_rl.py (partial and strict credit on 96
+held-out clips).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import shutil
-import subprocess
 import sys
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-METHODS = ["grpo", "nft", "awm"]
-
-
-def curve(run_dir: str) -> list[dict]:
-    rows = [json.loads(line) for line in open(os.path.join(run_dir, "metrics.jsonl"))]
-    return [{"step": r["step"], "cpu_min": round(r["cpu_time"] / 60, 2), "wall_min": round(r["wall_time"] / 60, 2),
-             "partial": r["eval/reward_mean"], "strict": r.get("eval/motion/strict"), "grid": r.get("eval/grid")}
-            for r in rows if "eval/reward_mean" in r]
-
-
-def run_one(method: str, seed: int, cpu_minutes: float, eval_every: int, runs: str, extra: list[str]) -> dict:
-    run_dir = os.path.join(runs, f"{method}_s{seed}")
-    shutil.rmtree(run_dir, ignore_errors=True)
-    cmd = [sys.executable, "-m", "genrl", "train", os.path.join(ROOT, "configs", "video", f"{method}.yaml"),
-           f"run.dir={run_dir}", f"run.seed={seed}", "train.steps=100000", f"train.cpu_minutes={cpu_minutes}",
-           f"eval.every={eval_every}", "checkpoint.every=0", "run.threads=1", "--no-progress", *extra]
-    env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1"}
-    t0 = time.time()
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
-    return {"method": method, "seed": seed, "run_dir": os.path.relpath(run_dir, ROOT),
-            "wall_s": round(time.time() - t0, 1), "curve": curve(run_dir)}
-
-
-def write_report(results: list[dict], out: str, command: str) -> None:
-    import numpy as np
-
-    with open(out + ".json", "w") as f:
-        json.dump({"command": command, "results": results}, f, indent=1)
-    lines = [f"Command: `{command}`", "",
-             "| method | seeds | partial at start | final partial (mean ± std) | gain | best partial | strict start -> "
-             "final | steps | CPU-minutes |", "|---|---|---|---|---|---|---|---|---|"]
-    for method in METHODS:
-        rs = [r for r in results if r["method"] == method]
-        if not rs:
-            continue
-        start = np.mean([r["curve"][0]["partial"] for r in rs])
-        fin = [r["curve"][-1]["partial"] for r in rs]
-        best = np.mean([max(p["partial"] for p in r["curve"]) for r in rs])
-        s0 = np.mean([r["curve"][0]["strict"] for r in rs])
-        s1 = np.mean([r["curve"][-1]["strict"] for r in rs])
-        lines.append(f"| {method} | {len(rs)} | {start:.3f} | {np.mean(fin):.3f} ± {np.std(fin):.3f} | "
-                     f"{np.mean(fin) - start:+.3f} | {best:.3f} | {s0:.3f} -> {s1:.3f} | "
-                     f"{np.mean([r['curve'][-1]['step'] for r in rs]):.0f} | "
-                     f"{np.mean([r['curve'][-1]['cpu_min'] for r in rs]):.1f} |")
-    with open(out + ".md", "w") as f:
-        f.write("\n".join(lines) + "\n")
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for j, key in enumerate(("partial", "strict")):
-        for k, method in enumerate(METHODS):
-            for r in [r for r in results if r["method"] == method]:
-                axes[j].plot([p["cpu_min"] for p in r["curve"]], [p[key] for p in r["curve"]], color=f"C{k}",
-                             marker="o", ms=3, label=method if r["seed"] == min(x["seed"] for x in results) else None)
-        axes[j].set_xlabel("CPU-minutes (1 thread, evaluations included)")
-        axes[j].set_ylabel(f"held-out {key}")
-        axes[j].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out + ".png", dpi=90)
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
-    p.add_argument("--seeds", nargs="+", type=int, default=[0])
-    p.add_argument("--cpu-minutes", type=float, default=30.0, help="CPU budget per run")
-    p.add_argument("--eval-every", type=int, default=5)
-    p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "video"))
-    p.add_argument("--runs", default=os.path.join(ROOT, "runs", "bench_video"), help="run directories (GIFs)")
-    p.add_argument("--set", nargs="*", default=[], help="extra config overrides for every run")
-    args = p.parse_args(argv)
-    command = "python benchmarks/video.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    results = []
-    for method in args.methods:
-        for seed in args.seeds:
-            r = run_one(method, seed, args.cpu_minutes, args.eval_every, args.runs, args.set)
-            results.append(r)
-            print(f"{method} seed {seed}: " + " ".join(f"{q['partial']:.3f}" for q in r["curve"]), flush=True)
-            write_report(results, args.out, command)
-    return 0
-
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from world_rl import main as run_benchmark  # noqa: E402
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_benchmark("video.py", __doc__, "video", "motion", ["grpo", "nft", "awm"], "video",
+                                   "bench_video", 5))
