@@ -151,3 +151,17 @@ def test_3d_cli_eval_and_sample_write_json_and_ply(tiny_3d, tmp_path):
     plys = sorted(f for f in os.listdir(s) if f.endswith(".ply"))
     assert os.path.isfile(s / "grid.gif") and plys  # a random model still fills some voxels
     assert len(read_ply(str(s / plys[0]))["faces"]) > 0
+
+
+def test_pretrain_3d_cli_writes_a_loadable_voxel_model(tmp_path):
+    from genrl.cli import main
+    from genrl.policies import load_policy
+
+    out = tmp_path / "m"
+    assert main(["pretrain", "3d", "--out", str(out), "--steps", "3", "--layers", "1", "--heads", "2",
+                 "--batch-size", "4", "--threads", "1"]) == 0
+    index = json.load(open(out / "model_index.json"))
+    assert index["genrl_family"] == "voxel3d" and index["genrl_pretrain"]["steps_done"] == 3
+    assert len(json.load(open(out / "pretrain_log.json"))) == 0  # log_every 50 > 3 steps
+    pol = load_policy(str(out), device="cpu")
+    assert pol.transformer.config.num_layers == 1 and pol.noise_shape(1) == (1, 4, 16, 16, 16)

@@ -47,6 +47,15 @@ class PretrainConfig:
     init_from: str | None = None  # continue from this pipeline directory's weights (fresh optimizer and EMA)
 
 
+def record_progress(history: list, losses: list[float], step: int, t0: float, c0: float, lr: float, log) -> None:
+    """Append the mean loss since the last record (with wall / CPU minutes and lr) to `history` and log it."""
+    el, cpu = time.time() - t0, (time.process_time() - c0) / 60
+    avg = sum(losses) / len(losses)
+    history.append({"step": step, "loss": avg, "minutes": el / 60, "cpu_minutes": cpu, "lr": lr})
+    log(f"[pretrain] step {step} loss {avg:.4f} lr {lr:.2e} {el / 60:.1f} min ({el / step:.2f} s/step, "
+        f"{cpu:.1f} CPU-min)")
+
+
 def lr_factor(cfg: PretrainConfig, step: int, frac: float) -> float:
     if step < cfg.warmup:
         return (step + 1) / cfg.warmup
@@ -155,13 +164,7 @@ def pretrain(out: str, cfg: PretrainConfig | None = None, model_cfg: ShapesModel
             torch._foreach_lerp_(ema_params, params, 1 - decay)
         losses.append(loss.item())
         if step % cfg.log_every == 0:
-            el = time.time() - t0
-            avg = sum(losses) / len(losses)
-            cpu = (time.process_time() - c0) / 60
-            history.append({"step": step, "loss": avg, "minutes": el / 60, "cpu_minutes": cpu,
-                            "lr": opt.param_groups[0]["lr"]})
-            log(f"[pretrain] step {step} loss {avg:.4f} lr {opt.param_groups[0]['lr']:.2e} "
-                f"{el / 60:.1f} min ({el / step:.2f} s/step, {cpu:.1f} CPU-min)")
+            record_progress(history, losses, step, t0, c0, opt.param_groups[0]["lr"], log)
             losses = []
         if time.time() - last_save > cfg.save_every_minutes * 60:
             save("periodic")

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from genrl.shapes.model import T_MIN, build_tokenizer
-from genrl.shapes.pretrain import PretrainConfig, budget_fraction, budget_spent, lr_factor
+from genrl.shapes.pretrain import PretrainConfig, budget_fraction, budget_spent, lr_factor, record_progress
 
 
 @dataclass
@@ -149,12 +149,7 @@ def pretrain(out: str, cfg: PretrainConfig, model_cfg: PixelWanConfig, words, ma
             torch._foreach_lerp_(ema_params, params, 1 - min(cfg.ema_decay, (1 + step) / (10 + step)))
         losses.append(loss.item())
         if step % cfg.log_every == 0:
-            el, cpu = time.time() - t0, (time.process_time() - c0) / 60
-            avg = sum(losses) / len(losses)
-            history.append({"step": step, "loss": avg, "minutes": el / 60, "cpu_minutes": cpu,
-                            "lr": opt.param_groups[0]["lr"]})
-            log(f"[pretrain] step {step} loss {avg:.4f} lr {opt.param_groups[0]['lr']:.2e} {el / 60:.1f} min "
-                f"({el / step:.2f} s/step, {cpu:.1f} CPU-min)")
+            record_progress(history, losses, step, t0, c0, opt.param_groups[0]["lr"], log)
             losses = []
         if time.time() - last_save > cfg.save_every_minutes * 60:
             save("periodic")

@@ -5,16 +5,14 @@ two_motion (ordered pairs of different shapes x colour-or-none each, not both th
 Held out for eval (generalisation to unseen compositions): the fully coloured specs whose
 (colour indices + shape indices + motion index) % HOLD_OUT_MOD == 0, about a quarter of them. Uncoloured and
 `still` specs are shared between the splits (there are few of them).
-train: every train spec, each category's pool cycled to the length of the largest (categories weigh the same).
-eval: EVAL_PER_CATEGORY specs per category, cycling through a seeded shuffle of its eval pool; overall = mean over
-categories.
+Splits: genrl/worlds/splits.py (EVAL_PER_CATEGORY per category for eval; overall = mean over categories).
 """
 
 from __future__ import annotations
 
 import itertools
-import random
 
+from genrl.worlds.splits import SpecSampler, balanced_split
 from rewards.motion.world import CATEGORIES, DIRECTIONS, PAIR_MOTIONS, make_spec
 from rewards.shapes.world import COLORS, SHAPES
 
@@ -58,23 +56,9 @@ def category_pool(category: str, split: str) -> list[dict]:
 
 def split_specs(split: str, per_category: int | None = None) -> list[dict]:
     pools = {c: category_pool(c, split) for c in CATEGORIES}
-    if split == "train":
-        n = max(len(p) for p in pools.values())
-        return [p[i % len(p)] for i in range(n) for p in pools.values()]
-    n = EVAL_PER_CATEGORY if per_category is None else per_category
-    out = []
-    for c, pool in pools.items():
-        random.Random(f"motion-eval-{c}").shuffle(pool)
-        out += [pool[i % len(pool)] for i in range(n)]
-    return out
+    return balanced_split(pools, split, EVAL_PER_CATEGORY if per_category is None else per_category, "motion")
 
 
-class SpecSampler:
-    """Seeded stream of training specs: a uniform category, then a uniform spec of it (pretraining data)."""
-
-    def __init__(self, split: str = "train", seed: int = 0):
-        self.pools = [category_pool(c, split) for c in CATEGORIES]
-        self.rng = random.Random(seed)
-
-    def sample(self, n: int) -> list[dict]:
-        return [self.rng.choice(self.rng.choice(self.pools)) for _ in range(n)]
+def spec_sampler(split: str = "train", seed: int = 0) -> SpecSampler:
+    """Pretraining data: a uniform category, then a uniform spec of it."""
+    return SpecSampler([category_pool(c, split) for c in CATEGORIES], seed)

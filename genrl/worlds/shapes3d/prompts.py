@@ -3,17 +3,17 @@
 Pools per category: single (shape x colour-or-none), counting (shape x colour-or-none x 2-3), two_object (unordered
 pairs of different shapes x colour-or-none each) and relation (ordered pairs of different shapes x colour-or-none
 each x 6 relations). Held out for eval (unseen compositions): the fully coloured two_object and relation specs with
-(colour indices + shape indices + relation index) % HOLD_OUT_MOD == 0, about a quarter of them; single and counting
-specs are few and shared by both splits.
-train: every train spec, each category's pool cycled to the largest's length (categories weigh the same).
-eval: EVAL_PER_CATEGORY specs per category from a seeded shuffle of its eval pool; overall = mean over categories.
+(colour indices + shape indices + relation index) % HOLD_OUT_MOD == 0, about a quarter of them; the eval pools of
+these two categories are exactly the held-out specs, the train pools everything else (uncoloured specs included).
+single and counting specs are few and shared by both splits. Splits: genrl/worlds/splits.py (EVAL_PER_CATEGORY per
+category for eval).
 """
 
 from __future__ import annotations
 
 import itertools
-import random
 
+from genrl.worlds.splits import SpecSampler, balanced_split
 from rewards.shapes.world import COLORS
 from rewards.shapes3d.world import CATEGORIES, RELATIONS, SHAPES, make_spec
 
@@ -45,35 +45,22 @@ def category_pool(category: str, split: str) -> list[dict]:
     if category == "two_object":
         return [make_spec("two_object", [_obj(a, c1), _obj(b, c2)])
                 for (a, b), c1, c2 in itertools.product(itertools.combinations(SHAPES, 2), _COLORS, _COLORS)
-                if _held((c1, c2), (a, b), 0) == held or (c1 is None or c2 is None)]
+                if (c1 is not None and c2 is not None and _held((c1, c2), (a, b), 0) == held) or
+                (not held and (c1 is None or c2 is None))]
     if category == "relation":
         return [make_spec("relation", [{**_obj(a, c1), "position": [r, 1]}, _obj(b, c2)])
                 for (a, b), c1, c2, (k, r) in itertools.product(itertools.permutations(SHAPES, 2), _COLORS, _COLORS,
                                                                 enumerate(_RELATIONS))
-                if _held((c1, c2), (a, b), k) == held or (c1 is None or c2 is None)]
+                if (c1 is not None and c2 is not None and _held((c1, c2), (a, b), k) == held) or
+                (not held and (c1 is None or c2 is None))]
     raise ValueError(f"unknown category {category!r}; choose one of {', '.join(CATEGORIES)}")
 
 
 def split_specs(split: str, per_category: int | None = None) -> list[dict]:
     pools = {c: category_pool(c, split) for c in CATEGORIES}
-    if split == "train":
-        n = max(len(p) for p in pools.values())
-        return [p[i % len(p)] for i in range(n) for p in pools.values()]
-    n = EVAL_PER_CATEGORY if per_category is None else per_category
-    out = []
-    for c, pool in pools.items():
-        pool = [s for s in pool if c in ("single", "counting") or all(o.get("color") for o in s["include"])]
-        random.Random(f"shapes3d-eval-{c}").shuffle(pool)
-        out += [pool[i % len(pool)] for i in range(n)]
-    return out
+    return balanced_split(pools, split, EVAL_PER_CATEGORY if per_category is None else per_category, "shapes3d")
 
 
-class SpecSampler:
-    """Seeded stream of training specs: a uniform category, then a uniform spec of it (pretraining data)."""
-
-    def __init__(self, split: str = "train", seed: int = 0):
-        self.pools = [category_pool(c, split) for c in CATEGORIES]
-        self.rng = random.Random(seed)
-
-    def sample(self, n: int) -> list[dict]:
-        return [self.rng.choice(self.rng.choice(self.pools)) for _ in range(n)]
+def spec_sampler(split: str = "train", seed: int = 0) -> SpecSampler:
+    """Pretraining data: a uniform category, then a uniform spec of it."""
+    return SpecSampler([category_pool(c, split) for c in CATEGORIES], seed)
