@@ -165,3 +165,19 @@ def test_pretrain_3d_cli_writes_a_loadable_voxel_model(tmp_path):
     assert len(json.load(open(out / "pretrain_log.json"))) == 0  # log_every 50 > 3 steps
     pol = load_policy(str(out), device="cpu")
     assert pol.transformer.config.num_layers == 1 and pol.noise_shape(1) == (1, 4, 16, 16, 16)
+
+
+def test_shipped_3d_model_loads_and_samples():
+    from genrl.policies import load_policy
+    from genrl.shapes.generate import generate
+
+    path = "assets/shapes3d-base"
+    size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+    assert "3d" in os.path.basename(path) and size < 20e6
+    index = json.load(open(os.path.join(path, "model_index.json")))
+    assert index["genrl_family"] == "voxel3d" and index["genrl_pretrain"]["cpu_minutes_done"] <= 60.5
+    scores = json.load(open(os.path.join(path, "eval_scores.json")))
+    assert set(scores["overall"]) >= {"strict", "partial"}
+    pol = load_policy(path, lora_rank=4, device="cpu")
+    grids = generate(pol, ["a red cube on top of a blue sphere", "two green cones"], steps=4)
+    assert grids.shape == (2, 4, 16, 16, 16) and torch.isfinite(grids).all()
