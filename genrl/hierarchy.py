@@ -8,13 +8,14 @@ stage a band of timesteps, stage k covering t_min[k] <= t < t_min[k-1] (t_min de
 
     advantage:
       stages:
-        - {name: coarse, t_min: 0.5, rewards: {shapes3d: 1.0}, reward_options: {shapes3d: {checks: [count, shape]}}}
-        - {name: fine,   t_min: 0.0, rewards: {shapes3d: 1.0}, reward_options: {shapes3d: {checks: [color]}}}
+        - {name: coarse, t_min: 0.6, rewards: {shapes3d: 1.0}, reward_options: {shapes3d: {checks: [count, color]}}}
+        - {name: fine,   t_min: 0.0, rewards: {shapes3d: 1.0}, reward_options: {shapes3d: {checks: [shape]}}}
 
 Every stage's ensemble scores every sample; the loop turns the step's stage scores [N, S] into group advantages per
 stage (column) and an algorithm trains a timestep t with the advantages of the stage covering t (Flow-GRPO: its
 trained SDE steps; NFT / AWM: their re-noising times). The top-level `rewards` ensemble is still computed and is
-what is logged and evaluated (e.g. the world's full strict / partial). This time-band reading of Hi-GRPO is genrl's
+what is logged and evaluated (e.g. the world's full strict / partial). Which check belongs to which band is best
+measured (benchmarks/shapes3d_stages.py re-noises samples and sees what survives). This time-band reading of Hi-GRPO is genrl's
 adaptation (docs/3d.md), not code from the study (its training code is not released).
 """
 
