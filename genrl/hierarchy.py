@@ -15,8 +15,8 @@ Every stage's ensemble scores every sample; the loop turns the step's stage scor
 stage (column) and an algorithm trains a timestep t with the advantages of the stage covering t (Flow-GRPO: its
 trained SDE steps; NFT / AWM: their re-noising times). The top-level `rewards` ensemble is still computed and is
 what is logged and evaluated (e.g. the world's full strict / partial). Which check belongs to which band is best
-measured (benchmarks/shapes3d_stages.py re-noises samples and sees what survives). This time-band reading of Hi-GRPO is genrl's
-adaptation (docs/3d.md), not code from the study (its training code is not released).
+measured (benchmarks/shapes3d_stages.py re-noises samples and sees what survives). This time-band reading of
+Hi-GRPO is genrl's adaptation (docs/3d.md), not code from the study (its training code is not released).
 """
 
 from __future__ import annotations
