@@ -12,7 +12,7 @@ Checks, each in [0, 1]:
   relation  (relation prompts) 1 if the matched objects' centroids differ along the relation's axis by at least
             MIN_SEP voxels, in its direction, and more than along either other axis
 strict (0/1): every applicable check is 1. partial: their mean. `checks` restricts both to a subset (e.g. the
-coarse geometry stage: count, shape, relation; the fine stage: color).
+coarse stage of configs/3d: count, relation, color; its fine stage: shape).
 """
 
 from __future__ import annotations
