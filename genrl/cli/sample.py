@@ -116,16 +116,11 @@ def run(args) -> int:
     os.makedirs(args.out, exist_ok=True)
     title = f'"{args.prompt}"  seed {args.seed}, {args.steps} steps, cfg {args.cfg_scale}'
     if getattr(policy, "sample_format", "image") == "voxels":  # 3D: a PLY mesh per asset + a turntable GIF grid
-        from genrl.worlds.shapes3d.export import render_turntable, save_grid_ply
+        from genrl.worlds.shapes3d.export import save_plys, save_turntable_grid
 
-        for i, g in enumerate(images):
-            if (g[0] > 0.5).any():
-                save_grid_ply(g, os.path.join(args.out, f"sample_{i:02d}.ply"))
-            else:
-                print(f"sample {i} is empty (no filled voxel): no sample_{i:02d}.ply")
-        views = torch.stack([render_turntable(g) for g in images])
-        path = save_video_grid(views, [""] * len(images), os.path.join(args.out, "grid.gif"), scores=scores,
-                               title=title, cell=128)
+        for i in save_plys(images, args.out, "sample_{:02d}.ply"):
+            print(f"sample {i} is empty (no filled voxel): no sample_{i:02d}.ply")
+        path = save_turntable_grid(images, [""] * len(images), os.path.join(args.out, "grid.gif"), scores, title)
         print(f"wrote {path} and the PLY meshes")
         return 0
     video = images.ndim == 5  # clips [N, F, 3, H, W]

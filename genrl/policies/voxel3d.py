@@ -10,8 +10,6 @@ shown as turntable GIFs and exported as PLY meshes (genrl/worlds/shapes3d/export
 
 from __future__ import annotations
 
-import os
-
 import torch
 
 from genrl.policies.wan import WanPolicy
@@ -51,15 +49,10 @@ class VoxelPolicy(WanPolicy):
     def save_samples(self, outputs: list[torch.Tensor], captions: list[str], stem: str,
                      scores: list[float] | None = None, title: str | None = None) -> str:
         """A turntable GIF grid (`stem`.gif, 12 views per asset) and a PLY mesh per asset (`stem`_plys/)."""
-        from genrl.logging_utils import save_video_grid
-        from genrl.worlds.shapes3d.export import render_turntable, save_grid_ply
+        from genrl.worlds.shapes3d.export import save_plys, save_turntable_grid
 
-        plys = stem + "_plys"
-        for i, g in enumerate(outputs):
-            if (g[0] > 0.5).any():
-                save_grid_ply(g, os.path.join(plys, f"{i:03d}.ply"))
-        views = torch.stack([render_turntable(g) for g in outputs])
-        return save_video_grid(views, captions, stem + ".gif", scores, title=title)
+        save_plys(outputs, stem + "_plys")
+        return save_turntable_grid(outputs, captions, stem + ".gif", scores, title=title)
 
     def metadata_for(self, prompts: list[str]):
         """[{"spec": ...}] for prompts of the 3D shapes world's grammar; None if any prompt is outside it."""

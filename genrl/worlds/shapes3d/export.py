@@ -60,6 +60,27 @@ def save_grid_ply(grid, path: str) -> str:
     return write_ply(path, voxel_mesh(g))
 
 
+def save_plys(grids, directory: str, name: str = "{:03d}.ply") -> list[int]:
+    """A PLY mesh per non-empty grid of `grids` [N, 4, G, G, G] as directory/name.format(i); returns the indices of
+    the empty grids (no filled voxel), which get no file."""
+    empty = []
+    for i, g in enumerate(grids):
+        if (g[0] > 0.5).any():
+            save_grid_ply(g, os.path.join(directory, name.format(i)))
+        else:
+            empty.append(i)
+    return empty
+
+
+def save_turntable_grid(grids, captions: list[str], path: str, scores: list[float] | None = None,
+                        title: str | None = None, cell: int = 128) -> str:
+    """An animated GIF grid of every grid's turntable (12 views, all turning together); returns `path`."""
+    from genrl.logging_utils import save_video_grid
+
+    views = torch.stack([render_turntable(g) for g in grids])
+    return save_video_grid(views, captions, path, scores, title=title, cell=cell)
+
+
 def render_turntable(grid, n_views: int = 12, size: int = 96, elevation: float = 25.0) -> torch.Tensor:
     """Views [n_views, 3, size, size] in [0, 1] of a voxel grid on an orbit (azimuth 0 = the front, +z), shaded;
     an empty grid renders as the white background."""
