@@ -50,7 +50,7 @@ class RunConfig:
     tensorboard: bool = True
     max_nonfinite_in_row: int = 3  # abort after this many consecutive skipped (non-finite) updates
     max_idle_steps: int = 20  # abort after this many steps in a row with nothing to learn from (0 = never)
-    threads: int = 0  # torch CPU threads (0 = torch's default); 1 is much faster on a busy/shared CPU
+    threads: int = 0  # torch CPU threads (0 = auto: the cores idle when the run starts; genrl/threads.py)
 
 
 @dataclass

@@ -154,8 +154,10 @@ class Trainer:
         self.algo = algo_cls(cfg.algorithm, cfg.sample, cfg.advantage)
         self.reward_fn = build_reward(cfg)
 
-        if cfg.run.threads > 0:
-            torch.set_num_threads(cfg.run.threads)
+        from genrl.threads import auto_threads
+
+        self.threads = cfg.run.threads or auto_threads(int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        torch.set_num_threads(self.threads)
         from accelerate import Accelerator
 
         # plain `torchrun` on a CPU-only machine: accelerate needs cpu=True to form the gloo process group
@@ -163,6 +165,8 @@ class Trainer:
         self.acc = Accelerator(mixed_precision=cfg.run.mixed_precision, cpu=multi_cpu)
         self.world, self.rank = self.acc.num_processes, self.acc.process_index
         self.main = self.acc.is_main_process
+        if self.main and not cfg.run.threads and progress:
+            self.log_fn(f"genrl: {self.threads} torch thread(s) (run.threads=0: the cores idle at start)")
         self.device = self.acc.device
         per_rank = cfg.sample.group_size * cfg.sample.groups_per_step
         if per_rank % self.world:

@@ -42,13 +42,13 @@ def test_shipped_model_samples_and_is_seeded():
 
 
 def test_demo_command_runs_the_shipped_demo_config(tmp_path, capsys):
-    """`genrl train` with no config runs configs/shapes/awm.yaml on the shipped model (1 step here, no eval)."""
+    """`genrl train` with no config runs configs/shapes/demo.yaml on the shipped model (1 step here, no eval)."""
     from genrl.cli import main as cli
 
     run = tmp_path / "demo"
     assert cli(["train", "--no-progress", f"run.dir={run}", "train.steps=1", "eval.every=0",
                 "sample.groups_per_step=2", "run.tensorboard=false"]) == 0
-    assert "CPU demo (configs/shapes/awm.yaml): awm on" in capsys.readouterr().out
+    assert "CPU demo (configs/shapes/demo.yaml): awm on" in capsys.readouterr().out
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["step"] == 1 and rows[-1]["samples_seen"] == 16
     assert (run / "checkpoints" / "latest").is_file()

@@ -99,6 +99,10 @@ def test_generate_is_seeded(tiny_dir):
     c = generate(pol, prompts, seed=6, steps=3, cfg_scale=3.0)
     assert a.shape == (3, 3, 16, 16) and torch.allclose(a, b, atol=1e-5)
     assert not torch.allclose(a, c)
+    # an SDE sampler (DDIM eta = 1, as CTRL trains) is seeded too, and differs from the ODE
+    d = generate(pol, prompts, seed=5, steps=3, cfg_scale=3.0, method="ddim", noise_level=1.0)
+    e = generate(pol, prompts, seed=5, steps=3, cfg_scale=3.0, method="ddim", noise_level=1.0)
+    assert torch.equal(d, e) and not torch.allclose(d, a, atol=1e-3)
 
 
 def test_x0_prediction_model_returns_the_implied_velocity(tmp_path):

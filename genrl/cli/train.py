@@ -1,7 +1,8 @@
 """`genrl train [CONFIG.yaml] [KEY=VALUE ...]`, `genrl train --resume RUN_DIR [KEY=VALUE ...]`.
 
-With no arguments: the CPU demo (configs/shapes/awm.yaml: Advantage Weighted Matching, the method that lifted the
-shapes reward most steadily here, on the shapes world's base model, a few minutes; Flow-GRPO: configs/shapes/grpo.yaml).
+With no arguments: the CPU demo (configs/shapes/demo.yaml: Advantage Weighted Matching, the method that lifted the
+shapes reward most steadily here, on the shapes world's base model, about 5 minutes; the longer run:
+configs/shapes/awm.yaml; Flow-GRPO: configs/shapes/grpo.yaml).
 Overrides use dotted keys (train.lr=1e-4) and accept whole mappings (rewards={ocr: 1.0}); see genrl.config.
 """
 
@@ -14,7 +15,7 @@ from pathlib import Path
 from genrl.cli import UserError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DEMO_CONFIG = REPO_ROOT / "configs" / "shapes" / "awm.yaml"
+DEMO_CONFIG = REPO_ROOT / "configs" / "shapes" / "demo.yaml"
 
 
 def _config_keys() -> str:

@@ -26,7 +26,9 @@ def _base_factory(policy, cond, uncond):
     return fn
 
 
-def report(model: str, lora: str, num_prompts: int = 96, seed: int = 0, steps: int = 20) -> tuple[dict, dict]:
+def report(model: str, lora: str, num_prompts: int = 96, seed: int = 0, steps: int = 20,
+           condition_scale: float | None = None, method: str = "euler", noise_level: float = 0.0
+           ) -> tuple[dict, dict]:
     import rewards
     from genrl.data import load_prompts
     from genrl.policies.condition import condition_factory, get_condition
@@ -42,11 +44,12 @@ def report(model: str, lora: str, num_prompts: int = 96, seed: int = 0, steps: i
     out, images = {}, {}
     for arm in ("before", "after"):
         for lab in emb.labels:
-            fac = _base_factory if arm == "before" else condition_factory(lab)
+            fac = _base_factory if arm == "before" else condition_factory(lab, condition_scale=condition_scale)
             if arm == "before" and "before" in images:  # the base ignores the label: one set of images
                 imgs = images["before"]
             else:
-                imgs = generate(policy, ps.prompts, seed=seed, steps=steps, velocity_fn_factory=fac)
+                imgs = generate(policy, ps.prompts, seed=seed, steps=steps, velocity_fn_factory=fac, method=method,
+                                noise_level=noise_level)
             if arm == "before":
                 images["before"] = imgs
             else:
@@ -60,6 +63,7 @@ def report(model: str, lora: str, num_prompts: int = 96, seed: int = 0, steps: i
         rows = [out[f"{arm}/{lab}"] for lab in emb.labels]
         out[arm] = {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
     out["prompts"], out["labels"], out["seed"], out["steps"] = len(ps), emb.labels, seed, steps
+    out["condition_scale"], out["method"], out["noise_level"] = condition_scale, method, noise_level
     return out, {"images": images, "prompts": ps.prompts}
 
 
@@ -94,9 +98,15 @@ def main(argv=None) -> int:
     p.add_argument("--num-prompts", type=int, default=96)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--condition-scale", type=float, default=None,
+                   help="guidance over the condition only (negative: same prompt, NULL label); default: none")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--method", default="euler", help="sampler: euler (ODE) or an SDE kind such as ddim")
+    p.add_argument("--noise-level", type=float, default=0.0, help="SDE noise level (ddim: eta; CTRL trains at 1)")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
-    res, art = report(a.model, a.lora, a.num_prompts, a.seed)
+    res, art = report(a.model, a.lora, a.num_prompts, a.seed, a.steps, condition_scale=a.condition_scale,
+                      method=a.method, noise_level=a.noise_level)
     grid(art["images"], art["prompts"], res["labels"], a.out)
     print(json.dumps({k: v for k, v in res.items() if "/" not in k}, indent=1))
     if a.json:

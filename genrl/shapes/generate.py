@@ -38,8 +38,12 @@ def cfg_velocity(policy, cond, uncond, cfg_scale: float) -> Callable:
 @torch.no_grad()
 def generate(policy, prompts: list[str], seed: int = 0, steps: int = DEFAULT_STEPS, cfg_scale: float = DEFAULT_CFG,
              method: str = "euler", shift: float | None = DEFAULT_SHIFT, batch_size: int = 64,
-             resolution: int | None = None, velocity_fn_factory: Callable | None = None) -> torch.Tensor:
+             resolution: int | None = None, velocity_fn_factory: Callable | None = None,
+             noise_level: float = 0.0) -> torch.Tensor:
     """Images float [N, 3, H, W] in [0, 1] for `prompts` (see module docstring).
+
+    An SDE `method` (e.g. "ddim" with noise_level 1 = DDPM-like eta = 1) draws its step noise from a generator seeded
+    with seed + 1, chunk after chunk (so stochastic samples depend on batch_size; the ODE's do not).
 
     velocity_fn_factory(policy, cond, uncond) -> velocity_fn(x, sigma), if given, replaces cfg_velocity."""
     if not prompts:
@@ -52,6 +56,7 @@ def generate(policy, prompts: list[str], seed: int = 0, steps: int = DEFAULT_STE
     sigmas = policy_sigmas(policy, steps, shift, resolution)
     uncond = policy.encode([""])
     out = []
+    gen = torch.Generator(policy.device).manual_seed(seed + 1)
     for i in range(0, len(prompts), batch_size):
         chunk = prompts[i : i + batch_size]
         cond = policy.encode(chunk)
@@ -60,6 +65,6 @@ def generate(policy, prompts: list[str], seed: int = 0, steps: int = DEFAULT_STE
         else:
             fn = cfg_velocity(policy, cond, uncond, cfg_scale)
         x = noise[i : i + batch_size].to(policy.device)
-        res = samplers.sample(fn, x, sigmas, method=method)
+        res = samplers.sample(fn, x, sigmas, method=method, noise_level=noise_level, generator=gen)
         out.append(policy.decode(res.samples).cpu())
     return torch.cat(out)

@@ -11,10 +11,11 @@ bounding box) with the highest IoU against its mask; a poor fit or a stretched b
 
 from __future__ import annotations
 
-from collections import deque
+import functools
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 
 from rewards.shapes.world import COLORS, SHAPES
 
@@ -23,6 +24,7 @@ MIN_AREA_FRAC = 0.012  # smaller components are speckle (the smallest rendered o
 DOMINANT_FRAC = 0.75  # a component is one object when its main colour covers this share of its pixels
 MIN_IOU = 0.72  # best template IoU below this -> "unknown"
 MAX_ASPECT = 1.5
+_EIGHT = np.ones((3, 3), dtype=bool)
 
 
 def _hue(rgb: np.ndarray) -> np.ndarray:
@@ -54,26 +56,15 @@ class DetectedObject:
 
 
 def _components(mask: np.ndarray) -> list[np.ndarray]:
-    """8-connected components of a boolean mask, each as an [n, 2] array of (y, x)."""
-    seen = np.zeros_like(mask, dtype=bool)
-    h, w = mask.shape
-    out = []
-    for y0, x0 in zip(*np.nonzero(mask)):
-        if seen[y0, x0]:
-            continue
-        seen[y0, x0] = True
-        q, pts = deque([(y0, x0)]), []
-        while q:
-            y, x = q.popleft()
-            pts.append((y, x))
-            for dy in (-1, 0, 1):
-                for dx in (-1, 0, 1):
-                    yy, xx = y + dy, x + dx
-                    if 0 <= yy < h and 0 <= xx < w and mask[yy, xx] and not seen[yy, xx]:
-                        seen[yy, xx] = True
-                        q.append((yy, xx))
-        out.append(np.array(pts))
-    return out
+    """8-connected components of a boolean mask, each as an [n, 2] array of (y, x) in raster order; components are
+    ordered by their first pixel in raster order."""
+    lab, n = ndimage.label(mask, structure=_EIGHT)
+    if n == 0:
+        return []
+    pts = np.argwhere(lab)  # raster order
+    ids = lab[pts[:, 0], pts[:, 1]]
+    order = np.argsort(ids, kind="stable")
+    return np.split(pts[order], np.cumsum(np.bincount(ids, minlength=n + 1)[1:])[:-1])
 
 
 def _despeckle(mask: np.ndarray) -> np.ndarray:
@@ -84,6 +75,7 @@ def _despeckle(mask: np.ndarray) -> np.ndarray:
     return np.where(mask, nb >= 2, nb >= 6)
 
 
+@functools.lru_cache(maxsize=4096)
 def _templates(bh: int, bw: int) -> dict[str, np.ndarray]:
     """Shape masks fitted to a bh x bw box, sampled at pixel centres (2x2 supersampled, >= half covered)."""
     ys = (np.arange(bh * 2) + 0.5) / (bh * 2)
