@@ -215,6 +215,11 @@ def test_ctrl_two_step_run_and_sample_cli(tiny, tmp_path):
     assert set(art["images"]) == {"before", *LABELS} and 0 <= res["after"]["label_acc"] <= 1
     assert res["before/small"]["strict"] == res["before/large"]["strict"]  # the base ignores the label
     assert os.path.isfile(grid(art["images"], art["prompts"], LABELS, str(tmp_path / "g.png"), cols=2))
+    # guidance over the condition changes the conditioned images only; the SDE report is seeded
+    g, art_g = report(model, run_dir, num_prompts=2, steps=2, condition_scale=3.0, method="ddim", noise_level=1.0)
+    g2, art_g2 = report(model, run_dir, num_prompts=2, steps=2, condition_scale=3.0, method="ddim", noise_level=1.0)
+    assert g["condition_scale"] == 3.0 and g["method"] == "ddim"
+    assert all(torch.equal(art_g["images"][k], art_g2["images"][k]) for k in art_g["images"])
 
 
 @pytest.mark.slow

@@ -1,7 +1,7 @@
 """`genrl train [CONFIG.yaml] [KEY=VALUE ...]`, `genrl train --resume RUN_DIR [KEY=VALUE ...]`.
 
 With no arguments: the CPU demo (configs/shapes/demo.yaml: Advantage Weighted Matching, the method that lifted the
-shapes reward most steadily here, on the shapes world's base model, about 5 minutes; the longer run:
+shapes reward most steadily here, on the shapes world's base model, about 5.5 minutes; the longer run:
 configs/shapes/awm.yaml; Flow-GRPO: configs/shapes/grpo.yaml).
 Overrides use dotted keys (train.lr=1e-4) and accept whole mappings (rewards={ocr: 1.0}); see genrl.config.
 """

@@ -1,10 +1,13 @@
 """Before/after report of a CTRL run on the shapes world's size condition (docs/ctrl.md's numbers and grid).
 
     python -m genrl.shapes.ctrl_report --lora runs/shapes-ctrl --out docs/ctrl_before_after.png \
-        --json docs/ctrl_eval.json [--num-prompts 96] [--seed 0]
+        --json docs/ctrl_eval.json [--num-prompts 96] [--seed 0] [--steps 20] [--condition-scale W] \
+        [--method ddim --noise-level 1]
 
 Every held-out prompt (shapes:eval, `--num-prompts` evenly spaced) is sampled with EVERY label from the same noise
-(20-step Euler ODE, no CFG), by the base (LoRA and condition off: "before") and the fine-tuned model ("after").
+(20-step Euler ODE, no CFG; `--method ddim --noise-level 1` samples as CTRL trains, `--condition-scale W` guides over
+the condition with the NULL label as the negative), by the base (LoRA and condition off: "before") and the
+fine-tuned model ("after").
 Scores: label accuracy by the world's exact size rule (rewards/shapes/size.py) per label and overall, prompt
 strict / partial accuracy (rewards.load("shapes"), mean over prompts), mean object size. The grid: 8 prompts as
 columns; rows = the base, then one row per label of the fine-tuned model.
