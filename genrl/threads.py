@@ -1,7 +1,7 @@
 """CPU thread count for torch: as many threads as there are idle cores, measured when a run starts.
 
-Measured on the 2-core CPU machine (benchmarks/roofline.md): on an idle machine 2 threads make a demo step 1.95x
-faster than 1; with one core taken by another process, 2 threads make it 2.6x slower than 1 (the two threads wait
+Measured on the 2-core CPU machine (benchmarks/roofline.md): on an idle machine 2 threads make a demo step 1.6-1.95x
+faster than 1; with one core taken by another process, 2 threads make it 2.3-2.6x slower than 1 (the two threads wait
 for each other on every small op). So `run.threads: 0` (auto) samples /proc/stat for a moment and uses
 round(idle cores) / (processes on this node) threads, at least 1; anything else is taken as given. Thread counts do
 not change the numbers computed here (1 and 2 threads give bitwise-equal forwards and gradients on this machine),
