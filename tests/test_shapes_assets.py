@@ -47,7 +47,8 @@ def test_demo_command_runs_the_shipped_demo_config(tmp_path, capsys):
 
     run = tmp_path / "demo"
     assert cli(["train", "--no-progress", f"run.dir={run}", "train.steps=1", "eval.every=0",
-                "sample.groups_per_step=2", "run.tensorboard=false"]) == 0
+                "sample.groups_per_step=2", "sample.batch_size=16", "train.batch_size=16",
+                "run.tensorboard=false"]) == 0
     assert "CPU demo (configs/shapes/demo.yaml): awm on" in capsys.readouterr().out
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["step"] == 1 and rows[-1]["samples_seen"] == 16
