@@ -32,7 +32,8 @@ class MaskedDLLMConfig(AlgorithmConfig):
     block_length: int = 16  # semi-autoregressive block size (LLaDA default 32); must divide response_length
     diffusion_steps: int = 16  # denoising steps per response; a multiple of response_length / block_length
     temperature: float = 0.3  # rollout sampling temperature (d1 sudoku: 0.3)
-    remasking: str = "low_confidence"  # low_confidence | random
+    remasking: str = "low_confidence"  # rollout unmasking order: low_confidence | random
+    eval_remasking: str | None = None  # evaluation unmasking order (None = remasking)
     eval_temperature: float = 0.0  # evaluation decoding (0 = greedy, deterministic)
     eval_diffusion_steps: int | None = None  # evaluation denoising steps (None = diffusion_steps)
 
@@ -54,8 +55,10 @@ def validate_generation(cfg: MaskedDLLMConfig) -> None:
         if v is not None and (v < 1 or v % blocks):
             raise ValueError(f"algorithm.{key} ({v}) must be a positive multiple of the number of blocks "
                              f"response_length / block_length = {blocks}")
-    if cfg.remasking not in samplers.REMASKING:
-        raise ValueError(f"algorithm.remasking must be one of {samplers.REMASKING}, got {cfg.remasking!r}")
+    for key in ("remasking", "eval_remasking"):
+        v = getattr(cfg, key)
+        if v is not None and v not in samplers.REMASKING:
+            raise ValueError(f"algorithm.{key} must be one of {samplers.REMASKING}, got {v!r}")
     if cfg.temperature < 0 or cfg.eval_temperature < 0:
         raise ValueError("algorithm.temperature and algorithm.eval_temperature must be >= 0")
 
@@ -93,8 +96,8 @@ def sequences(policy, b: Batch) -> tuple[torch.Tensor, torch.Tensor, int]:
 
 @torch.no_grad()
 def generate(policy, prompts: list[str], cfg: MaskedDLLMConfig, temperature: float,
-             generator: torch.Generator | None, steps: int | None = None) -> tuple[list[torch.Tensor], torch.Tensor,
-                                                                                  list[str]]:
+             generator: torch.Generator | None, steps: int | None = None,
+             remasking: str | None = None) -> tuple[list[torch.Tensor], torch.Tensor, list[str]]:
     """Batched LLaDA sampling: (prompt ids per sample, response ids [B, L] on CPU, decoded texts)."""
     import samplers
 
@@ -104,7 +107,7 @@ def generate(policy, prompts: list[str], cfg: MaskedDLLMConfig, temperature: flo
     res = samplers.masked_diffusion_sample(
         lambda x: policy.logits(x, full_keys), ids.to(policy.device), gen_length=cfg.response_length,
         block_length=cfg.block_length, steps=steps or cfg.diffusion_steps, mask_id=policy.mask_id,
-        remasking=cfg.remasking, temperature=temperature, generator=generator)
+        remasking=remasking or cfg.remasking, temperature=temperature, generator=generator)
     resp = res.response.cpu()
     return rows, resp, policy.decode(resp)
 
@@ -122,7 +125,8 @@ def text_rollout(policy, prompts: list[str], groups: torch.Tensor, cfg: MaskedDL
 def text_eval_outputs(policy, prompts: list[str], seeds: list[int], cfg: MaskedDLLMConfig) -> Batch:
     """Evaluation decoding at eval_temperature (0 = greedy: seeds unused; > 0: the batch's first seed)."""
     gen = torch.Generator(device=policy.device).manual_seed(int(seeds[0])) if cfg.eval_temperature > 0 else None
-    _, _, texts = generate(policy, prompts, cfg, cfg.eval_temperature, gen, cfg.eval_diffusion_steps)
+    _, _, texts = generate(policy, prompts, cfg, cfg.eval_temperature, gen, cfg.eval_diffusion_steps,
+                           cfg.eval_remasking)
     return Batch(prompts=list(prompts), outputs=texts)
 
 

@@ -93,3 +93,21 @@ def test_bad_input_is_refused_before_writing(model, tmp_path):
     # prompt + response longer than the context (64 tokens; sudoku prompts have 27)
     _no_run_dir(tiny_dllm_config(model, run, {"name": "diffu_grpo", "response_length": 48, "block_length": 16,
                                               "diffusion_steps": 48}), "exceeds the model's context of 64")
+
+
+def test_eval_remasking_is_its_own_setting(model, tmp_path):
+    """Rollouts may unmask in random order while evaluation keeps low-confidence decoding (and vice versa)."""
+    from genrl.masked_rollout import MaskedDLLMConfig, text_eval_outputs, validate_generation
+    from genrl.policies import load_policy
+
+    policy = load_policy(model, lora_rank=4)
+    prompts = ["4x4 sudoku", "another puzzle", "third"]
+    base = text_eval_outputs(policy, prompts, [0, 1, 2], MaskedDLLMConfig()).outputs
+    rand_rollouts = MaskedDLLMConfig(remasking="random", eval_remasking="low_confidence")
+    assert text_eval_outputs(policy, prompts, [0, 1, 2], rand_rollouts).outputs == base
+    rand_eval = MaskedDLLMConfig(eval_remasking="random", eval_temperature=1.0)
+    again = MaskedDLLMConfig(remasking="random", eval_temperature=1.0)
+    assert (text_eval_outputs(policy, prompts, [5, 5, 5], rand_eval).outputs
+            == text_eval_outputs(policy, prompts, [5, 5, 5], again).outputs)
+    with pytest.raises(ValueError, match="algorithm.eval_remasking must be one of"):
+        validate_generation(MaskedDLLMConfig(eval_remasking="lowest"))
