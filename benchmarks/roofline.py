@@ -78,7 +78,7 @@ def measure(config: str, threads: int, repeats: int, overrides: list[str]) -> di
     from torch.utils.flop_counter import FlopCounterMode
 
     from genrl.config import load_config
-    from genrl.loop import Trainer, reward_input
+    from genrl.loop import Trainer
 
     torch.set_num_threads(threads)
     tmp = tempfile.mkdtemp(prefix="genrl-roofline-")
@@ -103,14 +103,12 @@ def measure(config: str, threads: int, repeats: int, overrides: list[str]) -> di
         t = time.perf_counter()
         st.update()
         t_upd.append(time.perf_counter() - t)
-    # the reward of one step on real rollout outputs (the loop frees them once scored, so roll them here untimed)
-    idx, groups = tr.sampler.indices(0)
-    bs, ps = cfg.sample.batch_size, tr.train_prompts
-    scored = []
-    for i in range(0, len(idx), bs):
-        sl = idx[i : i + bs]
-        b = tr.algo.rollout(tr.policy, [ps.prompts[j] for j in sl], groups[i : i + bs], tr._rollout_ctx(0, i // bs))  # noqa: SLF001
-        scored.append((reward_input(b), b.prompts, None if ps.metadata is None else [ps.metadata[j] for j in sl]))
+    # the reward of one step on real rollout outputs: record what the loop's rollout hands its scorer (the loop
+    # frees the outputs once scored) during one untimed rollout, then time the reward on exactly those inputs
+    scored, score = [], tr._score  # noqa: SLF001
+    tr._score = lambda *args: scored.append(args) or score(*args)  # noqa: SLF001
+    st.rollout()
+    del tr._score  # back to Trainer._score
     t_reward = []
     for _ in range(repeats):
         t = time.perf_counter()
