@@ -51,6 +51,7 @@ class RunConfig:
     max_nonfinite_in_row: int = 3  # abort after this many consecutive skipped (non-finite) updates
     max_idle_steps: int = 20  # abort after this many steps in a row with nothing to learn from (0 = never)
     threads: int = 0  # torch CPU threads (0 = auto: the cores idle when the run starts; genrl/threads.py)
+    compile: bool = False  # torch.compile the denoiser (genrl/compile.py): pays in runs longer than a few minutes
 
 
 @dataclass

@@ -199,6 +199,12 @@ class Trainer:
 
         self.algo.configure_policy(self.policy)  # e.g. CTRL adds its condition embedding (before the optimizer)
         shard_policy(self.policy, self.acc)  # FSDP launch config: shard the frozen base (LoRA stays replicated)
+        if cfg.run.compile:
+            from genrl.compile import compile_policy
+
+            compiled = compile_policy(self.policy, self.device, self.log_fn if self.main else lambda _: None)
+            if compiled and self.main and progress:
+                self.log_fn(f"genrl: run.compile: compiling {', '.join(compiled)} on first use")
         self.params = list(self.policy.trainable_parameters())
         if not self.params:
             raise ValueError("the policy has no trainable parameters; set model.lora_rank > 0")

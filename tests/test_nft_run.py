@@ -81,14 +81,14 @@ def test_nft_rollout_uses_the_old_policy(tiny_shapes, tmp_path):
     assert "log_probs" not in b_nft  # only clean final samples are kept
 
 
-def resume_matches_straight_run(model: str, tmp_path, algorithm: dict) -> None:
+def resume_matches_straight_run(model: str, tmp_path, algorithm: dict, **sections) -> None:
     """3 steps straight == 2 steps + `genrl train --resume` to 3 (weights, EMA and the algorithm's own state)."""
     from safetensors.torch import load_file
 
     from genrl.cli import main as cli
     from genrl.loop import train
 
-    kw = {"checkpoint": {"every": 1}}
+    kw = {"checkpoint": {"every": 1}, **sections}
     straight, split = tmp_path / "straight", tmp_path / "split"
     train(load_config(raw=tiny_raw(model, str(straight), algorithm, train={"steps": 3}, **kw)), progress=False)
     train(load_config(raw=tiny_raw(model, str(split), algorithm, train={"steps": 2}, **kw)), progress=False)

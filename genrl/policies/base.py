@@ -60,6 +60,11 @@ class TrainablePolicy(nn.Module):
                 for n, t in saved.items():
                     params[n].copy_(t)
 
+    def compile_targets(self) -> dict[str, nn.Module]:
+        """The modules `run.compile` compiles (genrl/compile.py): by default the denoiser under the adapters' usual
+        attribute names (`transformer`, `model`)."""
+        return {n: m for n in ("transformer", "model") if isinstance(m := getattr(self, n, None), nn.Module)}
+
     def save_trainable(self, directory: str) -> None:
         raise NotImplementedError
 

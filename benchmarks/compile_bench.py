@@ -1,0 +1,95 @@
+"""What `run.compile: true` costs and saves on a training config (CPU).
+
+    .venv/bin/python benchmarks/compile_bench.py [--config configs/shapes/demo.yaml] [--steps 12] [--out F.md]
+
+Runs the same `genrl train` three times, one process each, evaluations off: eager, compiled with an empty inductor
+cache (what a first run pays), and compiled again on that cache (a rerun on the same machine). Reported per run:
+the first step (where compilation happens), the median of the remaining steps (rollout and update apart), and
+the whole process's wall time. From these: the steady-state speed-up and the number of steps after which the
+cold compiled run has caught up with the eager one. The rewards of the compiled and eager runs are printed side
+by side: they agree closely but not bit for bit (compiled kernels round differently).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(config: str, steps: int, compile_: bool, run_dir: str, cache: str, threads: int,
+         overrides: list[str]) -> dict:
+    env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=cache)
+    cmd = [sys.executable, "-m", "genrl", "train", config, f"train.steps={steps}", "eval.every=0",
+           "checkpoint.every=0", "run.tensorboard=false", f"run.threads={threads}",
+           f"run.compile={str(compile_).lower()}", f"run.dir={run_dir}", *overrides]
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wall = time.perf_counter() - t
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    rest = rows[1:]
+    return {
+        "wall": wall,
+        "first": rows[0]["time/step_s"],
+        "step": statistics.median(r["time/step_s"] for r in rest),
+        "rollout": statistics.median(r["time/rollout_s"] for r in rest),
+        "update": statistics.median(r["time/train_s"] for r in rest),
+        "rewards": [round(r["train/reward_mean"], 4) for r in rows],
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", default=os.path.join(ROOT, "configs", "shapes", "demo.yaml"))
+    ap.add_argument("--steps", type=int, default=12)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default=None, help="append the results table to this markdown file")
+    ap.add_argument("overrides", nargs="*", help="extra key=value overrides for every run")
+    args = ap.parse_args()
+
+    tmp = tempfile.mkdtemp(prefix="genrl-compile-")
+    cache = os.path.join(tmp, "inductor")
+    runs = {
+        "eager": _run(args.config, args.steps, False, os.path.join(tmp, "eager"), cache, args.threads,
+                      args.overrides),
+        "compiled, cold cache": _run(args.config, args.steps, True, os.path.join(tmp, "cold"), cache, args.threads,
+                                     args.overrides),
+        "compiled, warm cache": _run(args.config, args.steps, True, os.path.join(tmp, "warm"), cache, args.threads,
+                                     args.overrides),
+    }
+    eager = runs["eager"]
+    lines = [
+        f"### {time.strftime('%Y-%m-%d %H:%M')} - {platform.machine()}, {os.cpu_count()} cores, {args.threads} "
+        f"thread(s), config {os.path.relpath(args.config, ROOT)}, {args.steps} steps, evaluations off",
+        "",
+        "| run | process wall (s) | first step (s) | later steps, median (s) | rollout | update | speed-up | "
+        "break-even (steps) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in runs.items():
+        gain = eager["step"] - r["step"]
+        extra = (r["wall"] - r["step"] * (args.steps - 1)) - (eager["wall"] - eager["step"] * (args.steps - 1))
+        even = "-" if name == "eager" else (f"{extra / gain:.0f}" if gain > 0 else "never")
+        lines.append(f"| {name} | {r['wall']:.1f} | {r['first']:.2f} | {r['step']:.3f} | {r['rollout']:.3f} | "
+                     f"{r['update']:.3f} | {eager['step'] / r['step']:.2f}x | {even} |")
+    lines += ["", "Step rewards (train/reward_mean), eager vs compiled (cold):", "",
+              f"- eager:    {eager['rewards']}", f"- compiled: {runs['compiled, cold cache']['rewards']}", ""]
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        with open(args.out, "a") as f:
+            f.write(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
