@@ -9,8 +9,9 @@ rule, prompt strict accuracy by the shapes reward):
   * CTRL: configs/shapes/ctrl.yaml (classifier trained on the labelled dataset's 80% split; reward back-propagated
     through 10 DDIM-eta-1 steps, KL to the base). "images" = generated samples.
   * SFT: flow matching on the labelled dataset's images with their prompts and labels (10% labels dropped to NULL,
-    t ~ logit-normal clamped to >= 0.05, the base's pretraining loss: MSE between the implied and the true
-    velocity). "images" = dataset images seen (with repetition).
+    t = lo + (1 - lo) * sigmoid(N(0, 1)) with lo = max(0.05, algorithm.tuned_min_sigma), so SFT trains the same
+    noisy-step range CTRL tunes and samples with the base below it; the base's pretraining loss: MSE between the
+    implied and the true velocity). "images" = dataset images seen (with repetition).
 Writes benchmarks/ctrl_vs_sft.json and benchmarks/ctrl_vs_sft_results.md (label accuracy against images and wall-clock).
 --ctrl-run reuses a finished run of configs/shapes/ctrl.yaml (e.g. the demo) instead of training CTRL again;
 --sft-run likewise for the SFT arm.
@@ -66,7 +67,8 @@ class LabelSFT(CTRL):
     def loss(self, policy, mb, ctx):
         x0 = mb.x0.to(ctx.device)
         b = x0.shape[0]
-        t = torch.sigmoid(torch.randn(b, generator=ctx.generator)).clamp_min(0.05).to(ctx.device)
+        lo = max(0.05, get_condition(policy.transformer).min_sigma)  # CTRL's tuned range (the base below)
+        t = (lo + (1 - lo) * torch.sigmoid(torch.randn(b, generator=ctx.generator))).to(ctx.device)
         eps = torch.randn(x0.shape, generator=ctx.generator).to(ctx.device)
         tb = t.view(-1, 1, 1, 1)
         y = mb.labels.clone()

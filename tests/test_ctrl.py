@@ -279,3 +279,36 @@ def test_condition_guidance_factory(tiny):
         assert torch.allclose(g, v_null + 2.0 * (v_y - v_null), atol=1e-5)
         assert torch.allclose(condition_factory("small", condition_scale=0.0)(policy, cond, uncond)(x, s), v_null,
                               atol=1e-6)
+
+
+# ---- tuned_min_sigma: the fine-tuned model acts only at the noisy steps -----------------------------------------
+def test_min_sigma_gate_in_the_rollout_the_factory_and_condition_json(tiny, tmp_path, monkeypatch):
+    from genrl.policies.condition import condition_factory, load_condition, save_condition
+
+    algo, policy, b, ctx = _algo_and_batch(tiny)  # sigmas 1, 2/3, 1/3, 0 (3 steps)
+    get_condition(policy.transformer).min_sigma = 0.5  # step 0 (sigma 1) and step 1 (2/3) tuned, step 2 the base
+    b.labels = torch.tensor([0, 1])
+    per_step = []
+    orig_kl = step_kl
+    monkeypatch.setattr("genrl.algorithms.ctrl.step_kl", lambda *a: per_step.append(orig_kl(*a)) or per_step[-1])
+    x0, kl, _ = algo.differentiable_rollout(policy, b, ctx, schedule=[True, True, True])
+    assert per_step[0].sum() > 0 and per_step[1].sum() > 0 and torch.equal(per_step[2], torch.zeros(2))
+    # the base step still carries the reward's gradient back to the tuned steps
+    algo.classifier.log_probs(policy.decode(x0))[:, 0].sum().backward()
+    assert get_condition(policy.transformer).weight.grad[:2].abs().sum() > 0
+    # the sampling factory (genrl sample --condition, ctrl_report): tuned above the gate, the base below
+    x, cond, uncond = torch.randn(2, 3, 16, 16), policy.encode(["a photo of a circle"] * 2), policy.encode([""])
+    fn = condition_factory("small")(policy, cond, uncond)
+    with torch.no_grad():
+        with policy.disable_adapter():
+            base_lo, base_hi = policy.velocity(x, torch.tensor(0.3), cond), policy.velocity(x, torch.tensor(0.8), cond)
+        assert torch.equal(fn(x, torch.tensor(0.3)), base_lo)
+        assert not torch.allclose(fn(x, torch.tensor(0.8)), base_hi, atol=1e-4)
+        with pytest.raises(ValueError, match="mixes sigmas"):
+            fn(x, torch.tensor([0.3, 0.8]))
+    # saved with the condition and loaded back
+    save_condition(policy.transformer, str(tmp_path / "c"))
+    pol = load_policy(tiny[0], lora_rank=4)
+    assert load_condition(pol.transformer, str(tmp_path / "c")).min_sigma == 0.5
+    with pytest.raises(ValueError, match="min_sigma"):
+        attach_condition(pol.transformer, LABELS, min_sigma=1.0)

@@ -37,7 +37,7 @@ from torch.utils.checkpoint import checkpoint
 
 import samplers
 from genrl.algorithms.base import Algorithm, AlgorithmConfig, Batch, StepContext, register_algorithm
-from genrl.policies.condition import attach_condition, get_condition, label_ids
+from genrl.policies.condition import attach_condition, gated_velocity, get_condition, label_ids
 
 LOG_EPS = 1e-6  # the reference's log(p + 1e-6)
 
@@ -92,6 +92,7 @@ class CTRLConfig(AlgorithmConfig):
     truncation_range: list[int] | None = None  # [lo, hi] of K ~ randint(lo, hi); None = [0, sample.steps]
     gradient_checkpointing: bool = True  # checkpoint every differentiated model call
     grad_through_base: bool = True  # the frozen base's output carries gradient to x_t (as the reference)
+    tuned_min_sigma: float = 0.0  # the fine-tuned model acts at sigma >= this only; the base below (0 = reference)
 
     def __post_init__(self):
         if self.loss_coeff < 0 or self.kl_weight < 0:
@@ -138,7 +139,7 @@ class CTRL(Algorithm):
     def configure_policy(self, policy) -> None:
         if not hasattr(policy, "transformer"):
             raise ValueError(f"CTRL needs a transformer flow policy (shapes, SD3, FLUX); got {type(policy).__name__}")
-        attach_condition(policy.transformer, self.labels)
+        attach_condition(policy.transformer, self.labels, self.config.tuned_min_sigma)
         self.classifier.to(policy.device)
         # a transformer that checkpoints its own blocks (model.options.gradient_checkpointing) is not wrapped again
         self._block_checkpointing = bool(getattr(policy.transformer, "is_gradient_checkpointing", False))
@@ -211,10 +212,14 @@ class CTRL(Algorithm):
         for i in range(n_steps):
             t, t_next = sig[i].to(ctx.device), sig[i + 1].to(ctx.device)
             g = schedule[i] and torch.is_grad_enabled()
-            v_theta = self._call(tuned, x, t, g)
-            v_pre = self._call(base, x, t, g and self.config.grad_through_base)
-            if not (g and self.config.grad_through_base):
-                v_pre = v_pre.detach()
+            gated = float(t) < get_condition(policy.transformer).min_sigma  # this step IS the base: KL 0
+            v_pre = self._call(base, x, t, g and (self.config.grad_through_base or gated))
+            if gated:
+                v_theta = v_pre
+            else:
+                v_theta = self._call(tuned, x, t, g)
+                if not (g and self.config.grad_through_base):
+                    v_pre = v_pre.detach()
             mean, std = samplers.sde_mean_std(v_theta, x, t, t_next, kind=s.method, noise_level=s.noise_level)
             mean_pre, _ = samplers.sde_mean_std(v_pre, x, t, t_next, kind=s.method, noise_level=s.noise_level)
             kl_sum = kl_sum + step_kl(mean, mean_pre, std.expand(x.shape[0], *std.shape[1:]))
@@ -253,8 +258,11 @@ class CTRL(Algorithm):
             uncond = {**policy.encode([""] * len(prompts)), "condition": label_ids(policy.transformer,
                                                                                     [None] * len(prompts))}
         sigmas = policy_sigmas(policy, ev.steps, s.shift, s.resolution)
-        res = samplers.sample(velocity_fn(policy, cond, uncond, scale, ctx), noise.to(ctx.device), sigmas,
-                              method=ev.method)
+        base_cond = {k: v for k, v in cond.items() if k != "condition"}
+        base_unc = None if uncond is None else {k: v for k, v in uncond.items() if k != "condition"}
+        fn = gated_velocity(policy, velocity_fn(policy, cond, uncond, scale, ctx),
+                            velocity_fn(policy, base_cond, base_unc, scale, ctx))
+        res = samplers.sample(fn, noise.to(ctx.device), sigmas, method=ev.method)
         meta = [{**(m or {}), "condition": name} for m, name in zip(metadata or [None] * len(prompts), names)]
         return Batch(prompts=list(prompts), outputs=policy.decode(res.samples).float().clamp(0, 1).cpu(),
                      metadata=meta)

@@ -16,6 +16,11 @@ adapters' `load_trainable` attach and load it back.
 
 Labels travel in the conditioning dict: `cond["condition"]` = long [B] of label ids (`label_ids(policy, names)`);
 the adapters' velocity() wraps the model call in `condition_scope(transformer, cond, batch)`.
+
+`min_sigma` (condition.json; 0 = off): the fine-tuned model (LoRA + condition) acts only at sigma >= min_sigma
+(sigma = 1 is noise); below it the sampler uses the pre-trained base. CTRL's `algorithm.tuned_min_sigma` sets it;
+`gated_velocity` applies it, and every conditioned sampler here (CTRL's rollout and evaluation, `condition_factory`,
+so `genrl sample --condition`) goes through it.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ NULL = "<null>"  # the name of the unconditional label
 class ConditionEmbedding(nn.Module):
     """Zero-initialised label embedding with a NULL last row whose gradient is always zero."""
 
-    def __init__(self, labels: list[str], dim: int):
+    def __init__(self, labels: list[str], dim: int, min_sigma: float = 0.0):
         super().__init__()
         labels = [str(x) for x in labels]
         if len(labels) < 1 or len(set(labels)) != len(labels) or NULL in labels:
@@ -45,6 +50,7 @@ class ConditionEmbedding(nn.Module):
         self.weight = nn.Parameter(torch.zeros(len(labels) + 1, int(dim)))
         self.weight.register_hook(_zero_null_row)
         self.enabled = True
+        self.min_sigma = float(min_sigma)
         self._ids: torch.Tensor | None = None
 
     @property
@@ -65,7 +71,7 @@ class ConditionEmbedding(nn.Module):
         return torch.tensor(out, dtype=torch.long, device=self.weight.device)
 
     def extra_repr(self) -> str:
-        return f"labels={self.labels}, dim={self.weight.shape[1]}"
+        return f"labels={self.labels}, dim={self.weight.shape[1]}, min_sigma={self.min_sigma}"
 
 
 def _zero_null_row(grad: torch.Tensor) -> torch.Tensor:
@@ -90,18 +96,22 @@ def temb_dim(transformer) -> int:
     return int(c.num_attention_heads * c.attention_head_dim)
 
 
-def attach_condition(transformer, labels: list[str]) -> ConditionEmbedding:
-    """Add a zero-initialised condition embedding for `labels` (+ NULL) to `transformer` (once)."""
+def attach_condition(transformer, labels: list[str], min_sigma: float = 0.0) -> ConditionEmbedding:
+    """Add a zero-initialised condition embedding for `labels` (+ NULL) to `transformer` (once); `min_sigma`: see
+    the module docstring (an existing embedding takes the given value)."""
+    if not 0.0 <= float(min_sigma) < 1.0:
+        raise ValueError(f"condition min_sigma must be in [0, 1) (sigma = 1 is noise), got {min_sigma}")
     if get_condition(transformer) is not None:
         emb = get_condition(transformer)
         if emb.labels != [str(x) for x in labels]:
             raise ValueError(f"this model already has the condition labels {emb.labels}; got {list(labels)}")
+        emb.min_sigma = float(min_sigma)
         return emb
     if not hasattr(transformer, "time_text_embed"):
         raise ValueError(f"{type(transformer).__name__} has no time_text_embed; the condition embedding supports "
                          "SD3 / SD3.5, FLUX and the shapes model")
     p = next(transformer.parameters())
-    emb = ConditionEmbedding(labels, temb_dim(transformer)).to(p.device)
+    emb = ConditionEmbedding(labels, temb_dim(transformer), min_sigma).to(p.device)
     transformer.add_module(ATTR, emb)
     # the hook finds the embedding through a list (not a registered submodule of time_text_embed)
     transformer.time_text_embed._genrl_condition_ref = [emb]  # noqa: SLF001
@@ -161,7 +171,7 @@ def save_condition(transformer, directory: str) -> None:
     os.makedirs(directory, exist_ok=True)
     save_file({"weight": emb.weight.detach().cpu().contiguous()}, os.path.join(directory, WEIGHTS))
     with open(os.path.join(directory, META), "w") as f:
-        json.dump({"labels": emb.labels, "dim": int(emb.weight.shape[1])}, f, indent=2)
+        json.dump({"labels": emb.labels, "dim": int(emb.weight.shape[1]), "min_sigma": emb.min_sigma}, f, indent=2)
 
 
 def load_condition(transformer, directory: str) -> ConditionEmbedding | None:
@@ -174,11 +184,32 @@ def load_condition(transformer, directory: str) -> ConditionEmbedding | None:
     if int(info["dim"]) != temb_dim(transformer):
         raise ValueError(f"{meta}: condition width {info['dim']} does not match this model's timestep embedding "
                          f"({temb_dim(transformer)}); load it on the model it was trained on")
-    emb = attach_condition(transformer, info["labels"])
+    emb = attach_condition(transformer, info["labels"], float(info.get("min_sigma", 0.0)))
     w = load_file(os.path.join(directory, WEIGHTS))["weight"]
     with torch.no_grad():
         emb.weight.copy_(w.to(emb.weight.device, emb.weight.dtype))
     return emb
+
+
+def gated_velocity(policy, tuned, base):
+    """velocity(x, sigma): `tuned` where sigma >= the condition's min_sigma, else `base` with the adapter disabled
+    (the pre-trained model). `tuned` itself when there is no gate. sigma: 0-d or [B], all on one side."""
+    emb = get_condition(policy.transformer)
+    lo = 0.0 if emb is None else emb.min_sigma
+    if lo <= 0:
+        return tuned
+
+    def fn(x, s):
+        below = torch.as_tensor(s).reshape(-1) < lo
+        if bool(below.all()):
+            with policy.disable_adapter():
+                return base(x, s)
+        if bool(below.any()):
+            raise ValueError(f"a batch mixes sigmas below and above the condition's min_sigma {lo}; sample with "
+                             "one sigma per call")
+        return tuned(x, s)
+
+    return fn
 
 
 def condition_factory(label: str, cfg_scale: float = 1.0, condition_scale: float | None = None, inner=None):
@@ -187,10 +218,14 @@ def condition_factory(label: str, cfg_scale: float = 1.0, condition_scale: float
     condition_scale None: CFG at `cfg_scale` with the negative "" + NULL label (the reference's CFG: both the prompt
     and the condition are guided). condition_scale W: guidance over the condition only, negative = the same prompt
     with the NULL label: v = v(c, NULL) + W (v(c, y) - v(c, NULL)). `inner(policy, cond, uncond)` (e.g. RL
-    Guidance) replaces the plain CFG velocity."""
+    Guidance) replaces the plain CFG velocity. Below the condition's min_sigma the base samples (prompt CFG at
+    cfg_scale, negative "")."""
     import samplers
 
     def factory(policy, cond, uncond):
+        return gated_velocity(policy, tuned_factory(policy, cond, uncond), _cfg_fn(policy, cond, uncond, cfg_scale))
+
+    def tuned_factory(policy, cond, uncond):
         n = next(v for v in cond.values() if isinstance(v, torch.Tensor)).shape[0]
         c = {**cond, "condition": label_ids(policy.transformer, [label] * n)}
         if condition_scale is not None:
@@ -200,6 +235,9 @@ def condition_factory(label: str, cfg_scale: float = 1.0, condition_scale: float
             u, scale = {**uncond, "condition": label_ids(policy.transformer, [None] * m)}, float(cfg_scale)
         if inner is not None:
             return inner(policy, c, u)
+        return _cfg_fn(policy, c, u, scale)
+
+    def _cfg_fn(policy, c, u, scale):
         if scale == 1.0:
             return lambda x, s: policy.velocity(x, s, c)
         both = {k: torch.cat([u[k].expand_as(c[k]) if u[k].shape[0] == 1 else u[k], c[k]]) for k in c}
