@@ -4,8 +4,8 @@
 
 Both arms train the same LoRA (rank 4) + zero-initialised condition embedding of assets/shapes-base with the same
 two AdamW groups (LoRA 1e-3, embedding 5e-2, wd 0.1, clip 5) and are evaluated identically (CTRL.eval_outputs: 96
-held-out prompts, labels alternating, 20-step Euler ODE, fixed seeds; label accuracy by the world's exact size
-rule, prompt strict accuracy by the shapes reward):
+held-out prompts, one label per prompt drawn from its seed, 20-step Euler ODE, fixed seeds; label accuracy by the
+world's exact size rule, prompt strict accuracy by the shapes reward):
   * CTRL: configs/shapes/ctrl.yaml (classifier trained on the labelled dataset's 80% split; reward back-propagated
     through 10 DDIM-eta-1 steps, KL to the base). "images" = generated samples.
   * SFT: flow matching on the labelled dataset's images with their prompts and labels (10% labels dropped to NULL,
