@@ -258,6 +258,11 @@ class RobotFlowPolicy(FlowPolicy):
         return ((v - (eps - a)) ** 2).mean()
 
     # ---- parameters and files -----------------------------------------------------------------------------------
+    def compile_targets(self) -> dict[str, nn.Module]:
+        """run.compile: the action expert (the velocity network, called once per denoising step); the noise and
+        value heads are single small MLPs."""
+        return {"expert": self.expert}
+
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
 
