@@ -229,6 +229,7 @@ class Trainer:
         self.update = 0
         self.samples_seen = 0
         self.wall_offset = self.cpu_offset = 0.0
+        self.t0, self.c0 = time.time(), time.process_time()  # run() restarts the clocks; benchmarks step by hand
         self.skipped_updates = 0
         self.nonfinite_in_row = 0
         self.idle_in_row = 0

@@ -112,3 +112,13 @@ def test_nft_refuses_cfg(tiny_shapes, tmp_path):
     cfg = load_config(raw=tiny_raw(tiny_shapes, str(tmp_path / "r"), {"name": "nft"}, sample={"cfg_scale": 4.5}))
     with pytest.raises(ValueError, match="CFG-free"):
         Trainer(cfg, progress=False)
+
+
+def test_checkpoint_without_run(tiny_shapes, tmp_path):
+    """Benchmarks drive the step body by hand and then call checkpoint(): the run clocks exist from construction."""
+    import json
+
+    trainer = Trainer(load_config(raw=tiny_raw(tiny_shapes, str(tmp_path / "r"), {"name": "nft"})), progress=False)
+    trainer.checkpoint()
+    meta = json.load(open(tmp_path / "r" / "checkpoints" / "step_000000" / "meta.json"))
+    assert meta["step"] == 0
