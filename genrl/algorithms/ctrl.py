@@ -244,7 +244,7 @@ class CTRL(Algorithm):
         metrics["grad_steps"] = float(sum(schedule))
         return loss, metrics
 
-    # ---- evaluation: each prompt with a label (balanced), scored by the configured rewards ----------------
+    # ---- evaluation: each prompt with a label drawn from its seed, scored by the configured rewards -------
     @torch.no_grad()
     def eval_outputs(self, policy, prompts, seeds, metadata, ev, ctx: StepContext) -> Batch:
         """The deterministic eval ODE (ev.method, ev.steps) from per-prompt fixed noise with label
