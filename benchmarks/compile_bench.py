@@ -22,6 +22,8 @@ import sys
 import tempfile
 import time
 
+from markdown_out import publish
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -79,10 +81,7 @@ def main() -> int:
     lines += ["", "Step rewards (train/reward_mean), eager vs compiled (cold):", "",
               f"- eager:    {eager['rewards']}", f"- compiled: {runs['compiled, cold cache']['rewards']}", ""]
     text = "\n".join(lines)
-    print(text)
-    if args.out:
-        with open(args.out, "a") as f:
-            f.write(text + "\n")
+    publish(text, args.out)
     return 0
 
 

@@ -29,6 +29,7 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from markdown_out import publish  # noqa: E402
 
 GROUPS = {  # profiler op name (substring) -> group
     "attention": ("scaled_dot_product", "flash_attention", "_efficient_attention", "bmm", "baddbmm", "softmax"),
@@ -175,10 +176,7 @@ def main() -> int:
         for h in hogs:
             h.kill()
     text = report(results, a.config, a.busy)
-    print(text)
-    if a.out:
-        with open(a.out, "a") as f:
-            f.write(text + "\n")
+    publish(text, a.out)
     return 0
 
 

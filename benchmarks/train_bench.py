@@ -27,6 +27,7 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from markdown_out import publish  # noqa: E402
 
 
 def _model(path: str | None, tmp: str) -> tuple[str, str]:
@@ -161,10 +162,7 @@ def main() -> int:
         "",
     ]
     text = "\n".join(lines)
-    print(text)
-    if args.out:
-        with open(args.out, "a") as f:
-            f.write(text + "\n")
+    publish(text, args.out)
     return 0
 
 
