@@ -106,10 +106,11 @@ def main() -> int:
     chosen = torch.arange(bs)
 
     # ---- training step vs bare forward+backward ----
-    from genrl.algorithms.grpo import trained_steps
+    from genrl.algorithms.grpo import trained_mask
 
-    steps = trained_steps(batch.sde_steps, getattr(cfg.algorithm, "timestep_fraction", 0.99),
-                          cfg.sample.sde_window_size > 0)
+    mask = trained_mask(batch.sde_mask, getattr(cfg.algorithm, "timestep_fraction", 0.99),
+                        cfg.sample.sde_window_size > 0)
+    steps = mask.any(0).nonzero().flatten().tolist()  # the steps any sample of the batch trains
     beta = getattr(cfg.algorithm, "beta", 0.0)
     lat = batch.latents
     state0 = {k: v.clone() for k, v in pol.trainable_state().items()}
