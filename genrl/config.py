@@ -84,6 +84,9 @@ class AdvantageConfig:
     clip_max: float = 5.0  # advantages clipped to [-clip_max, clip_max]
     eps: float = 1e-4
     filter_zero_std: bool = True  # drop groups whose rewards are all equal (fraction logged as zero_std_ratio)
+    # DAPO's dynamic sampling: up to this many extra rollout rounds per step (each groups_per_step new groups) until
+    # groups_per_step groups have reward std > 0; informative groups beyond that are dropped. 0 = off
+    dynamic_sampling: int = 0
     # hierarchical rewards (genrl/hierarchy.py): [{name, t_min, rewards, reward_options}], each stage's own ensemble
     # and group advantages train the timesteps t_min <= t < the previous stage's t_min; [] = one reward for all
     stages: list[dict] = field(default_factory=list)
@@ -379,6 +382,12 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"config key {key!r} must be >= 1, got {val}")
     if t.steps < 0:
         raise ConfigError(f"config key 'train.steps' must be >= 0, got {t.steps}")
+    if cfg.advantage.dynamic_sampling < 0:
+        raise ConfigError(f"config key 'advantage.dynamic_sampling' must be >= 0 (extra rollout rounds), got "
+                          f"{cfg.advantage.dynamic_sampling}")
+    if cfg.advantage.dynamic_sampling and not cfg.advantage.filter_zero_std:
+        raise ConfigError("advantage.dynamic_sampling re-draws zero-std groups, which only matters when they are "
+                          "dropped: set advantage.filter_zero_std=true or advantage.dynamic_sampling=0")
     if not (math.isfinite(t.lr) and t.lr > 0):
         raise ConfigError(f"config key 'train.lr' must be a finite number > 0, got {t.lr}")
     if s.resolution is not None and s.resolution < 1:

@@ -132,28 +132,32 @@ class KRepeatSampler:
         self.replicas, self.rank, self.seed = num_replicas, rank, seed
         self.per_rank = total // num_replicas
 
-    def _unique(self, step: int) -> list[int]:
-        """The step's m prompt indices: consecutive slices of per-pass permutations of the source."""
+    def _unique(self, step: int, round_: int = 0) -> list[int]:
+        """The step's m prompt indices: consecutive slices of per-pass permutations of the source. Extra rollout
+        rounds of a step (dynamic sampling) read the same positions of their own permutation stream."""
         start = step * self.m
         out = []
         while len(out) < self.m:
             pos = start + len(out)
             pass_idx, offset = divmod(pos, self.n)
-            perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 7919 + pass_idx))
+            seed = self.seed * 7919 + pass_idx + round_ * 1_000_000_007
+            perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(seed))
             take = min(self.m - len(out), self.n - offset)
             out.extend(perm[offset : offset + take].tolist())
         return out
 
-    def step_slots(self, step: int) -> tuple[list[int], list[int]]:
-        """All ranks' slots for `step`: (prompt index per slot, group id per slot), length k * m."""
-        unique = self._unique(step)
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + step + 1)
+    def step_slots(self, step: int, round_: int = 0) -> tuple[list[int], list[int]]:
+        """All ranks' slots for `step` (rollout round `round_`): (prompt index per slot, group id per slot), length
+        k * m. Round r's group ids are r * m .. r * m + m - 1."""
+        unique = self._unique(step, round_)
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + step + 1 + round_ * 1_000_000_007)
         order = torch.randperm(self.k * self.m, generator=gen).tolist()
         groups = [order_i // self.k for order_i in order]
-        return [unique[g] for g in groups], groups
+        return [unique[g] for g in groups], [g + round_ * self.m for g in groups]
 
-    def indices(self, step: int) -> tuple[list[int], torch.Tensor]:
-        """This rank's (prompt indices, group ids [n]) for `step`. Group ids are 0..m-1, shared by all ranks."""
-        idx, groups = self.step_slots(step)
+    def indices(self, step: int, round_: int = 0) -> tuple[list[int], torch.Tensor]:
+        """This rank's (prompt indices, group ids [n]) for `step`. Group ids are 0..m-1 (+ round * m), shared by
+        all ranks."""
+        idx, groups = self.step_slots(step, round_)
         sl = slice(self.rank * self.per_rank, (self.rank + 1) * self.per_rank)
         return idx[sl], torch.tensor(groups[sl], dtype=torch.long)

@@ -314,16 +314,17 @@ class Trainer:
         self.log_fn(f"genrl: resumed from {path} (step {self.step})") if self.main else None
 
     # ------------------------------------------------------------------------------------------------------
-    def rollout_step(self, step: int) -> tuple[Batch, dict]:
-        """Rollouts + rewards for this rank's share of `step`'s groups."""
+    def rollout_step(self, step: int, round_: int = 0) -> tuple[Batch, dict]:
+        """Rollouts + rewards for this rank's share of `step`'s groups (of rollout round `round_`: dynamic
+        sampling's extra rounds draw new prompts and noise)."""
         cfg = self.cfg
-        idx, groups = self.sampler.indices(step)
+        idx, groups = self.sampler.indices(step, round_)
         self.policy.eval()
         batches, details = [], {}
         bs = cfg.sample.batch_size
         for i in range(0, len(idx), bs):
             # randomness per GLOBAL rollout batch (not per rank): N processes sample exactly what 1 process would
-            ctx = self._rollout_ctx(step, (self.rank * self.per_rank + i) // bs)
+            ctx = self._rollout_ctx(step, (self.rank * self.per_rank + i) // bs + round_ * 1_000_003)
             sl = idx[i : i + bs]
             prompts = [self.train_prompts.prompts[j] for j in sl]
             b = self.algo.rollout(self.policy, prompts, groups[i : i + bs], ctx)
@@ -345,6 +346,27 @@ class Trainer:
         batch = Batch.cat(batches)
         batch.rewards = batch.rewards.cpu().float()
         return batch, {k: torch.cat(v) for k, v in details.items()}
+
+    def dynamic_rollout(self, step: int) -> tuple[Batch, dict, int]:
+        """`rollout_step`, then (advantage.dynamic_sampling > 0, DAPO) more rounds of groups_per_step new groups
+        until groups_per_step groups over all ranks have finite rewards with std > 0, or the rounds run out.
+        Returns (the rounds' concatenated batch, details, rounds done)."""
+        batch, details = self.rollout_step(step)
+        m, rounds = self.cfg.sample.groups_per_step, 1
+        while rounds <= self.cfg.advantage.dynamic_sampling and self._informative_groups(batch).numel() < m:
+            more, extra = self.rollout_step(step, rounds)
+            batch = Batch.cat([batch, more])
+            details = {k: torch.cat([v, extra[k]]) for k, v in details.items() if k in extra}
+            rounds += 1
+        return batch, details, rounds
+
+    def _informative_groups(self, batch: Batch) -> torch.Tensor:
+        """Sorted ids of the groups (over all ranks) whose rewards are finite and not all equal."""
+        r_all, g_all = self._gather(batch.rewards), self._gather(batch.group)
+        ok = ~nonfinite_group_mask(r_all, g_all)
+        ok &= ~zero_std_mask(torch.where(ok.reshape(-1, *[1] * (r_all.ndim - 1)), r_all, torch.zeros_like(r_all)),
+                             g_all)
+        return torch.unique(g_all[ok])
 
     def _score(self, outputs, prompts: list[str], metadata):
         """The reward of `outputs`, with samples holding NaN/inf (a diverged model) masked out: they are scored as
@@ -382,6 +404,8 @@ class Trainer:
         mask = good.reshape(-1, *[1] * (r_all.ndim - 1))  # rewards [N] or [N, S] (hierarchical stages)
         zero = zero_std_mask(torch.where(mask, r_all, torch.zeros_like(r_all)), g_all) & good
         keep = good & ~zero if cfg.advantage.filter_zero_std else good.clone()
+        if cfg.advantage.dynamic_sampling:  # train on groups_per_step informative groups, the earliest rounds first
+            keep &= ~torch.isin(g_all, torch.unique(g_all[keep])[cfg.sample.groups_per_step:])
         stats = {
             "train/reward_mean": r_all[good].mean().item(),
             "train/reward_std": r_all[good].std(unbiased=False).item(),
@@ -390,10 +414,11 @@ class Trainer:
             "train/adv_abs_mean": adv_all[keep].abs().mean().item() if keep.any() else 0.0,
         }
         # this rank's slice; pad every rank to the same multiple of train.batch_size
-        counts = keep.reshape(self.world, self.per_rank).sum(1)
+        n_local = len(batch.rewards)  # per_rank x rollout rounds
+        counts = keep.reshape(self.world, n_local).sum(1)
         bs = cfg.train.batch_size
         target = int(math.ceil(int(counts.max()) / bs) * bs)
-        sl = slice(self.rank * self.per_rank, (self.rank + 1) * self.per_rank)
+        sl = slice(self.rank * n_local, (self.rank + 1) * n_local)
         keep_l, zero_l, adv_l = keep[sl], zero[sl], adv_all[sl]
         gen = torch.Generator().manual_seed(_mix(cfg.run.seed, step, self.rank, 77))
         chosen = torch.nonzero(keep_l).reshape(-1).tolist()
@@ -666,7 +691,7 @@ class Trainer:
         while self.step < total:
             step = self.step
             t_start = time.time()
-            batch, details = self.rollout_step(step)
+            batch, details, rounds = self.dynamic_rollout(step)
             t_roll = time.time() - t_start
             chosen, info = self.compute_advantages(batch, step)
             batch.advantages = info.pop("adv")
@@ -676,7 +701,9 @@ class Trainer:
             self.algo.after_step(self.policy, self._ctx(step, salt=999))
             t_train = time.time() - t1
             self.step = step + 1
-            self.samples_seen += cfg.sample.group_size * cfg.sample.groups_per_step
+            self.samples_seen += cfg.sample.group_size * cfg.sample.groups_per_step * rounds
+            if cfg.advantage.dynamic_sampling:
+                info["train/rollout_rounds"] = rounds
             self._check_idle(step, train_metrics, info, bar)
             rec = {"step": self.step, "wall_time": self._wall(), "cpu_time": self._cpu(),
                    "samples_seen": self.samples_seen, **info,

@@ -40,7 +40,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="continue from this pipeline directory's weights (fresh optimizer/EMA; model flags ignored)")
     p.add_argument("--prediction", choices=["x0", "v"], default=d.prediction,
                    help="transformer output: clean image x0 (x-prediction, v-loss) or velocity v")
-    p.add_argument("--no-bf16", action="store_true", help="fp32 forward (default: bf16 autocast, ~1.2x faster)")
+    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+                   help="forward precision; auto = what measured faster on an AVX2 CPU: bf16 autocast for the shapes "
+                        "model (~1.2x), fp32 for the Wan video / 3D models (bf16 is 1.4-1.7x slower there)")
     p.add_argument("--warmup", type=int, default=d.warmup, help="linear warm-up steps")
     p.add_argument("--layers", type=int, default=None,
                    help=f"transformer blocks / robot MLP layers (shapes: {m.num_layers}, robot: 3)")
@@ -85,7 +87,7 @@ def run(args) -> int:
         vm = ModelConfig()
         cfg = PretrainConfig(minutes=args.minutes, cpu_minutes=args.cpu_minutes, steps=args.steps, seed=args.seed,
                              batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay, threads=args.threads,
-                             warmup=args.warmup, bf16=not args.no_bf16)
+                             warmup=args.warmup, bf16=args.precision == "bf16")
         mcfg = ModelConfig(num_layers=args.layers if args.layers_given else vm.num_layers,
                            num_attention_heads=args.heads)
         res = pretrain_world(args.out, cfg, mcfg, log=lambda s: print(s, flush=True))
@@ -97,7 +99,8 @@ def run(args) -> int:
     cfg = PretrainConfig(minutes=args.minutes, cpu_minutes=args.cpu_minutes, steps=args.steps, seed=args.seed,
                          batch_size=args.batch_size,
                          lr=args.lr, ema_decay=args.ema_decay, threads=args.threads, init_from=args.init,
-                         warmup=args.warmup, prediction=args.prediction, bf16=not args.no_bf16)
+                         warmup=args.warmup, prediction=args.prediction,
+                         bf16=args.precision != "fp32")
     mcfg = ShapesModelConfig(resolution=args.resolution, patch_size=args.patch_size, num_layers=args.layers,
                              num_attention_heads=args.heads)
     res = pretrain(args.out, cfg, mcfg, log=lambda s: print(s, flush=True))
