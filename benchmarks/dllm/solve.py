@@ -49,7 +49,7 @@ def run_one(method: str, seed: int, minutes: float, eval_every: int, runs_dir: s
     while cpu_s < minutes * 60 and time.perf_counter() - w0 < max_wall_minutes * 60:
         step = tr.step
         c, w = time.process_time(), time.perf_counter()
-        batch, _ = tr.rollout_step(step)
+        batch, _, rounds = tr.dynamic_rollout(step)  # one round unless advantage.dynamic_sampling
         chosen, info = tr.compute_advantages(batch, step)
         batch.advantages = info.pop("adv")
         metrics = tr.train_step(batch, chosen, step)
@@ -57,7 +57,7 @@ def run_one(method: str, seed: int, minutes: float, eval_every: int, runs_dir: s
         cpu_s += time.process_time() - c
         wall_s += time.perf_counter() - w
         tr.step = step + 1
-        tr.logger.log({"step": tr.step, "wall_time": cpu_s, **info, **metrics})
+        tr.logger.log({"step": tr.step, "wall_time": cpu_s, "train/rollout_rounds": rounds, **info, **metrics})
         if tr.step % eval_every == 0:
             curve.append(_eval(tr, cpu_s, wall_s))
             print(f"[{method} s{seed}] step {tr.step} cpu {cpu_s / 60:.1f} min solved {curve[-1]['solved']:.3f} "
