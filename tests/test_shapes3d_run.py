@@ -162,6 +162,7 @@ def test_pretrain_3d_cli_writes_a_loadable_voxel_model(tmp_path):
                  "--batch-size", "4", "--threads", "1"]) == 0
     index = json.load(open(out / "model_index.json"))
     assert index["genrl_family"] == "voxel3d" and index["genrl_pretrain"]["steps_done"] == 3
+    assert index["genrl_pretrain"]["bf16"] is False  # --precision auto: fp32 for the Wan models (faster on CPU)
     assert len(json.load(open(out / "pretrain_log.json"))) == 0  # log_every 50 > 3 steps
     pol = load_policy(str(out), device="cpu")
     assert pol.transformer.config.num_layers == 1 and pol.noise_shape(1) == (1, 4, 16, 16, 16)
