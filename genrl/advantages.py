@@ -65,3 +65,11 @@ def nonfinite_group_mask(rewards: torch.Tensor, groups: torch.Tensor) -> torch.T
     groups = groups.detach().cpu()
     bad_groups = torch.unique(groups[bad])
     return torch.isin(groups, bad_groups)
+
+
+def group_masks(rewards: torch.Tensor, groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(good, zero), bool [N]: good = the sample's group has only finite rewards; zero = a good group whose rewards
+    are all equal. rewards: [N], or [N, S] with hierarchical stages (zero-std in every stage)."""
+    good = ~nonfinite_group_mask(rewards, groups)
+    mask = good.reshape(-1, *[1] * (rewards.ndim - 1))
+    return good, zero_std_mask(torch.where(mask, rewards, torch.zeros_like(rewards)), groups) & good

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from genrl.advantages import nonfinite_group_mask, zero_std_mask
+from genrl.advantages import group_masks
 from genrl.algorithms import Batch, StepContext, get_algorithm
 from genrl.checkpoint import (
     clean_interrupted,
@@ -362,11 +362,9 @@ class Trainer:
 
     def _informative_groups(self, batch: Batch) -> torch.Tensor:
         """Sorted ids of the groups (over all ranks) whose rewards are finite and not all equal."""
-        r_all, g_all = self._gather(batch.rewards), self._gather(batch.group)
-        ok = ~nonfinite_group_mask(r_all, g_all)
-        ok &= ~zero_std_mask(torch.where(ok.reshape(-1, *[1] * (r_all.ndim - 1)), r_all, torch.zeros_like(r_all)),
-                             g_all)
-        return torch.unique(g_all[ok])
+        g_all = self._gather(batch.group)
+        good, zero = group_masks(self._gather(batch.rewards), g_all)
+        return torch.unique(g_all[good & ~zero])
 
     def _score(self, outputs, prompts: list[str], metadata):
         """The reward of `outputs`, with samples holding NaN/inf (a diverged model) masked out: they are scored as
@@ -389,8 +387,8 @@ class Trainer:
         every rank; zero-std / dropped samples re-added with advantage 0 only to fill micro-batches)."""
         cfg = self.cfg
         r_all, g_all = self._gather(batch.rewards), self._gather(batch.group)
-        bad = nonfinite_group_mask(r_all, g_all)
-        good = ~bad
+        good, zero = group_masks(r_all, g_all)
+        bad = ~good
         n_bad_groups = int(torch.unique(g_all[bad]).numel())
         if not good.any():
             n_bad = int((~torch.isfinite(r_all)).sum())
@@ -401,8 +399,6 @@ class Trainer:
             )
         adv_all = torch.zeros_like(r_all)
         adv_all[good] = self.algo.advantages(r_all[good], g_all[good]).float()
-        mask = good.reshape(-1, *[1] * (r_all.ndim - 1))  # rewards [N] or [N, S] (hierarchical stages)
-        zero = zero_std_mask(torch.where(mask, r_all, torch.zeros_like(r_all)), g_all) & good
         keep = good & ~zero if cfg.advantage.filter_zero_std else good.clone()
         if cfg.advantage.dynamic_sampling:  # train on groups_per_step informative groups, the earliest rounds first
             keep &= ~torch.isin(g_all, torch.unique(g_all[keep])[cfg.sample.groups_per_step:])
