@@ -235,6 +235,8 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
     elif tp is str:
         if isinstance(value, str):
             return value
+        if isinstance(value, bool):  # YAML 1.1 reads a bare no / yes (e.g. run.mixed_precision=no) as a bool
+            return "yes" if value else "no"
     elif tp is dict:
         if isinstance(value, dict):
             return value

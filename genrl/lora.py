@@ -14,9 +14,11 @@ text-encoder LoRA, which genrl does not train.)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import weakref
 
 import torch
 from torch import nn
@@ -76,11 +78,44 @@ def add_lora(model: nn.Module, rank: int, alpha: float, targets: list[str], init
     model.requires_grad_(False)
     config = LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights=init, target_modules=list(targets))
     model.add_adapter(config, adapter_name=adapter_name)
+    _TUNER_LAYERS.pop(model, None)
     for n, p in model.named_parameters():
         if "lora_" in n:
             p.data = p.data.float()
             p.requires_grad_(True)
     return config
+
+
+_TUNER_LAYERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _tuner_layers(model: nn.Module) -> list[nn.Module]:
+    layers = _TUNER_LAYERS.get(model)
+    if layers is None:
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
+        if not layers:
+            raise ValueError(f"{type(model).__name__} has no LoRA adapter to disable")
+        _TUNER_LAYERS[model] = layers
+    return layers
+
+
+@contextlib.contextmanager
+def adapters_disabled(model: nn.Module):
+    """Inside: every peft LoRA layer of `model` returns its base layer's output (what diffusers'
+    `disable_adapters()` / `enable_adapters()` do, without their per-call peft version check and walk over all
+    modules, about 5 ms per pair on a small model; the layers are found once). The LoRA weights' requires_grad is
+    left as it is."""
+    layers = _tuner_layers(model)
+    prev = [m._disable_adapters for m in layers]
+    for m in layers:
+        m._disable_adapters = True
+    try:
+        yield
+    finally:
+        for m, p in zip(layers, prev):
+            m._disable_adapters = p
 
 
 def lora_state_dict(model: nn.Module, adapter_name: str = "default") -> dict[str, torch.Tensor]:

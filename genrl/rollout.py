@@ -23,11 +23,13 @@ def velocity_fn(policy, cond: dict, uncond: dict | None, cfg_scale: float, ctx: 
     """velocity(x, sigma) for the sampler / training: the policy's velocity with CFG when cfg_scale != 1.
     Returned in float32 (SDE math is fp32); the model itself runs under the accelerator's autocast."""
 
+    both = cat_cond(uncond, cond) if uncond is not None and cfg_scale != 1.0 else None  # once, not per call
+
     def fn(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         with ctx.amp():
-            if uncond is not None and cfg_scale != 1.0:
+            if both is not None:
                 sig = sigma if sigma.ndim == 0 else torch.cat([sigma, sigma])
-                v = policy.velocity(torch.cat([x, x]), sig, cat_cond(uncond, cond)).float()
+                v = policy.velocity(torch.cat([x, x]), sig, both).float()
                 v_u, v_c = v.chunk(2)
                 if detach_uncond:
                     v_u = v_u.detach()

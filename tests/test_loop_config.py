@@ -17,6 +17,14 @@ def test_defaults_and_overrides(tmp_path):
     assert cfg.rewards == {"shapes": 1.0}
 
 
+def test_yaml_no_is_a_string_where_a_string_is_expected(tmp_path):
+    """YAML 1.1 reads a bare `no` as False: run.mixed_precision=no (its documented default) must still work."""
+    assert load_config(raw={}, overrides=["run.mixed_precision=no"]).run.mixed_precision == "no"
+    assert load_config(raw={"run": {"mixed_precision": False}}).run.mixed_precision == "no"
+    with pytest.raises(ConfigError, match="mixed_precision"):
+        load_config(raw={}, overrides=["run.mixed_precision=yes"])
+
+
 def test_mapping_replacement_and_entry_override():
     cfg = load_config(raw={"rewards": {"shapes": 1.0, "jpeg_compressibility": 0.1}},
                       overrides=["rewards={ocr:1.0,pickscore:0.5}"])

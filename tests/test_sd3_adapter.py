@@ -133,6 +133,43 @@ def test_trainable_parameters_and_gradients(sd3_dirs):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
 
 
+def test_fast_adapter_disable_is_diffusers_disable(sd3_dirs):
+    """genrl.lora.adapters_disabled (the reference forward's LoRA switch) gives the base model's output exactly as
+    diffusers' disable_adapters() does, restores the adapter (also on an exception and when nested) and leaves the
+    LoRA weights' requires_grad alone; module_dtype is what diffusers' model.dtype reports."""
+    from genrl.lora import adapters_disabled
+    from genrl.policies.diffusers_common import module_dtype
+
+    policy = load_policy(sd3_dirs["clip"], lora_rank=4, max_sequence_length=8)
+    _perturb_lora(policy)
+    tr, x, cond, t = policy.transformer, _noise(policy), policy.encode(PROMPTS), torch.tensor(0.6)
+    with torch.no_grad():
+        tuned = policy.velocity(x, t, cond)
+        tr.disable_adapters()
+        base = policy.velocity(x, t, cond)
+        tr.enable_adapters()
+        with policy.disable_adapter():
+            assert torch.equal(policy.velocity(x, t, cond), base)
+            with adapters_disabled(tr):
+                assert torch.equal(policy.velocity(x, t, cond), base)
+            assert torch.equal(policy.velocity(x, t, cond), base)  # the inner exit keeps the outer's state
+        assert torch.equal(policy.velocity(x, t, cond), tuned)
+        with pytest.raises(RuntimeError, match="boom"), adapters_disabled(tr):
+            raise RuntimeError("boom")
+        assert torch.equal(policy.velocity(x, t, cond), tuned)
+    frozen = policy.trainable_parameters()[0]
+    frozen.requires_grad_(False)  # e.g. a method that trains only part of the LoRA
+    with adapters_disabled(tr):
+        pass
+    assert not frozen.requires_grad
+    with pytest.raises(ValueError, match="no LoRA adapter"):
+        with adapters_disabled(load_policy(sd3_dirs["clip"], lora_rank=0, max_sequence_length=8).transformer):
+            pass
+    assert module_dtype(tr) == tr.dtype == torch.float32
+    half = load_policy(sd3_dirs["clip"], lora_rank=4, dtype="bf16", max_sequence_length=8).transformer
+    assert module_dtype(half) == half.dtype == torch.bfloat16  # the fp32 LoRA weights do not count
+
+
 def test_prompt_embeddings_cached_per_unique_prompt(sd3_dirs):
     policy = load_policy(sd3_dirs["t5"], lora_rank=4, max_sequence_length=8)
     calls = []

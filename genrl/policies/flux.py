@@ -34,6 +34,7 @@ from genrl.policies.diffusers_common import (
     check_options,
     default_device,
     load_trained,
+    module_dtype,
     move_frozen,
     parse_dtype,
     pipeline_kwargs,
@@ -134,7 +135,7 @@ class FluxPolicy(FlowPolicy):
     def velocity(self, x: torch.Tensor, sigma: torch.Tensor, cond: Cond) -> torch.Tensor:
         """v(x, t) in fp32 for packed latents x [B, N, 4C] at sigma t (0-d or [B]); the transformer sees t."""
         model = self._active["active"]
-        dtype = model.dtype
+        dtype = module_dtype(model)
         b = x.shape[0]
         sigma = torch.as_tensor(sigma, device=x.device, dtype=torch.float32)
         timestep = sigma.expand(b) if sigma.ndim == 0 else sigma

@@ -34,6 +34,7 @@ from genrl.policies.diffusers_common import (
     check_options,
     default_device,
     load_trained,
+    module_dtype,
     move_frozen,
     parse_dtype,
     pipeline_kwargs,
@@ -135,7 +136,7 @@ class SD3Policy(FlowPolicy):
     def velocity(self, x: torch.Tensor, sigma: torch.Tensor, cond: Cond) -> torch.Tensor:
         """v(x, t) in fp32 for latents x [B, C, h, w] at sigma t (0-d or [B]); the transformer sees 1000 * t."""
         model = self._active["active"]
-        dtype = model.dtype
+        dtype = module_dtype(model)
         sigma = torch.as_tensor(sigma, device=x.device, dtype=torch.float32)
         timestep = (sigma * 1000).expand(x.shape[0]) if sigma.ndim == 0 else sigma * 1000
         with condition_scope(self.transformer, cond, x.shape[0]):  # CTRL labels: cond["condition"]

@@ -21,6 +21,7 @@ import os
 import torch
 from safetensors.torch import load_file, save_file
 
+from genrl.lora import adapters_disabled
 from genrl.policies.base import Cond, FlowPolicy
 from genrl.policies.condition import condition_disabled, condition_scope, load_condition, save_condition
 
@@ -150,12 +151,8 @@ class ShapesPolicy(FlowPolicy):
             finally:
                 self._use_reference = prev
         else:
-            self.transformer.disable_adapters()
-            try:
-                with condition_disabled(self.transformer):
-                    yield self
-            finally:
-                self.transformer.enable_adapters()
+            with adapters_disabled(self.transformer), condition_disabled(self.transformer):
+                yield self
 
     def save_trainable(self, directory: str) -> None:
         """LoRA: peft state dict in lora.safetensors; full FT: transformer.safetensors. Plus trainable.json."""

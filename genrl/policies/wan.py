@@ -38,6 +38,7 @@ from genrl.policies.diffusers_common import (
     check_options,
     default_device,
     load_trained,
+    module_dtype,
     move_frozen,
     parse_dtype,
     pipeline_kwargs,
@@ -171,7 +172,7 @@ class WanPolicy(FlowPolicy):
     def velocity(self, x: torch.Tensor, sigma: torch.Tensor, cond: Cond) -> torch.Tensor:
         """v(x, t) in fp32 for x [B, C, F', H', W'] at sigma t (0-d or [B]); the transformer sees 1000 * t."""
         model = self._active["active"]
-        dtype = model.dtype
+        dtype = module_dtype(model)
         b = x.shape[0]
         sigma = torch.as_tensor(sigma, device=x.device, dtype=torch.float32)
         t = sigma.reshape(-1).expand(b) if sigma.numel() == 1 else sigma.reshape(b)
