@@ -66,26 +66,6 @@ def validate_lora_args(model: nn.Module, rank: int, alpha: float, targets: list[
         )
 
 
-def add_lora(model: nn.Module, rank: int, alpha: float, targets: list[str], init: str | bool = "gaussian",
-             adapter_name: str = "default"):
-    """Inject a peft LoRA adapter into a diffusers model (PeftAdapterMixin.add_adapter); LoRA weights in fp32
-    (the base may be bf16/fp16); only the LoRA weights require grad. Returns the peft LoraConfig."""
-    from peft import LoraConfig
-
-    validate_lora_args(model, rank, alpha, targets)
-    if not hasattr(model, "add_adapter"):
-        raise ValueError(f"{type(model).__name__} is not a diffusers model with peft support (no add_adapter)")
-    model.requires_grad_(False)
-    config = LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights=init, target_modules=list(targets))
-    model.add_adapter(config, adapter_name=adapter_name)
-    _TUNER_LAYERS.pop(model, None)
-    for n, p in model.named_parameters():
-        if "lora_" in n:
-            p.data = p.data.float()
-            p.requires_grad_(True)
-    return config
-
-
 _TUNER_LAYERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -116,6 +96,26 @@ def adapters_disabled(model: nn.Module):
     finally:
         for m, p in zip(layers, prev):
             m._disable_adapters = p
+
+
+def add_lora(model: nn.Module, rank: int, alpha: float, targets: list[str], init: str | bool = "gaussian",
+             adapter_name: str = "default"):
+    """Inject a peft LoRA adapter into a diffusers model (PeftAdapterMixin.add_adapter); LoRA weights in fp32
+    (the base may be bf16/fp16); only the LoRA weights require grad. Returns the peft LoraConfig."""
+    from peft import LoraConfig
+
+    validate_lora_args(model, rank, alpha, targets)
+    if not hasattr(model, "add_adapter"):
+        raise ValueError(f"{type(model).__name__} is not a diffusers model with peft support (no add_adapter)")
+    model.requires_grad_(False)
+    config = LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights=init, target_modules=list(targets))
+    model.add_adapter(config, adapter_name=adapter_name)
+    _TUNER_LAYERS.pop(model, None)
+    for n, p in model.named_parameters():
+        if "lora_" in n:
+            p.data = p.data.float()
+            p.requires_grad_(True)
+    return config
 
 
 def lora_state_dict(model: nn.Module, adapter_name: str = "default") -> dict[str, torch.Tensor]:
