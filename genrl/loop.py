@@ -168,6 +168,10 @@ class Trainer:
         if self.main and not cfg.run.threads and progress:
             self.log_fn(f"genrl: {self.threads} torch thread(s) (run.threads=0: the cores idle at start)")
         self.device = self.acc.device
+        if self.device.type == "cpu":
+            from genrl.malloc import keep_freed_memory
+
+            keep_freed_memory()
         per_rank = cfg.sample.group_size * cfg.sample.groups_per_step
         if per_rank % self.world:
             raise ValueError(f"sample.group_size * sample.groups_per_step = {per_rank} must be divisible by the "

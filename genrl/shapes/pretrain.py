@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from genrl.malloc import keep_freed_memory
 from genrl.shapes.model import MAX_TOKENS, T_MIN, ShapesModelConfig, build_model, save_pipeline
 from genrl.shapes.prompts import PromptSampler
 from genrl.shapes.render import render_batch
@@ -100,6 +101,7 @@ def pretrain(out: str, cfg: PretrainConfig | None = None, model_cfg: ShapesModel
         raise ValueError(f"prediction must be 'x0' or 'v', got {cfg.prediction!r}")
     model_cfg = model_cfg or ShapesModelConfig()
     torch.set_num_threads(cfg.threads)
+    keep_freed_memory()  # CPU pretraining: no per-step page faults (genrl/malloc.py)
     transformer, text_encoder, tokenizer = build_model(model_cfg, seed=cfg.seed)
     if cfg.init_from:
         transformer, text_encoder, tokenizer = load_components(cfg.init_from)

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from genrl.malloc import keep_freed_memory
 from genrl.worlds.envs import EVAL_SEED_OFFSET, make_env
 
 
@@ -130,6 +131,7 @@ def pretrain(out_dir: str, cfg: BCConfig, log=print) -> dict:
 
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
+    keep_freed_memory()  # CPU pretraining: no per-step page faults (genrl/malloc.py)
     t0 = time.time()
     torch.manual_seed(cfg.seed)
     obs, acts, demo_stats, images = collect_demos(cfg, log)

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from genrl.malloc import keep_freed_memory
 from genrl.shapes.model import T_MIN, build_tokenizer
 from genrl.shapes.pretrain import PretrainConfig, budget_fraction, budget_spent, lr_factor, record_progress
 
@@ -102,6 +103,7 @@ def pretrain(out: str, cfg: PretrainConfig, model_cfg: PixelWanConfig, words, ma
     """Flow-matching pretraining (module docstring). `sample_specs(n)` draws n training specs (each with a "prompt");
     `render(specs, seed)` returns their samples [n, C, F, H, W] in [-1, 1]."""
     torch.set_num_threads(cfg.threads)
+    keep_freed_memory()  # CPU pretraining: no per-step page faults (genrl/malloc.py)
     transformer, text_encoder, tokenizer = build_model(model_cfg, words, max_tokens, seed=cfg.seed)
     params = list(transformer.parameters()) + list(text_encoder.parameters())
     ema_tr, ema_te = copy.deepcopy(transformer).eval(), copy.deepcopy(text_encoder).eval()

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from genrl.malloc import keep_freed_memory
 from genrl.worlds.puzzles import countdown, sudoku
 from genrl.worlds.puzzles.model import PuzzlesModelConfig, build_model, build_tokenizer
 from genrl.worlds.puzzles.tasks import RESPONSE_LENGTH
@@ -120,6 +121,7 @@ def save_model(model, tok, directory: str, extra: dict | None = None) -> None:
 def pretrain(out: str, cfg: DLLMPretrainConfig, mcfg: PuzzlesModelConfig | None = None, log=print) -> dict:
     mcfg = mcfg or PuzzlesModelConfig()
     torch.set_num_threads(cfg.threads)
+    keep_freed_memory()  # CPU pretraining: no per-step page faults (genrl/malloc.py)
     tok = build_tokenizer()
     model = build_model(mcfg, len(tok), tok.pad_token_id, tok.eos_token_id, seed=cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))

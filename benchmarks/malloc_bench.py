@@ -1,0 +1,92 @@
+"""What genrl.malloc's glibc settings save on a CPU training config, and that they change nothing computed.
+
+    .venv/bin/python benchmarks/malloc_bench.py [--config configs/shapes/demo.yaml] [--steps 10] [--rounds 3]
+        [--threads 2] [--out benchmarks/malloc.md]
+
+Runs the same `genrl train` (evaluations and checkpoints off) in fresh processes, alternating the two arms
+(GENRL_MALLOC_TUNING=0: glibc's defaults; 1: genrl's settings) for --rounds rounds, so that a drift of the machine's
+speed hits both arms alike. Reported per arm: the median over rounds of each run's median step time (steps after the
+first), rollout and update apart, the process's minor page faults and peak RSS (getrusage of the child), and whether
+every step reward is bit-identical between the arms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from markdown_out import publish
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(config: str, steps: int, tuned: bool, run_dir: str, threads: int, overrides: list[str]) -> dict:
+    env = dict(os.environ, GENRL_MALLOC_TUNING="1" if tuned else "0")
+    cmd = [sys.executable, "-m", "genrl", "train", config, f"train.steps={steps}", "eval.every=0",
+           "checkpoint.every=0", "run.tensorboard=false", f"run.threads={threads}", f"run.dir={run_dir}", *overrides]
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed")
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    rest = rows[1:]
+    return {
+        "step": statistics.median(r["time/step_s"] for r in rest),
+        "rollout": statistics.median(r["time/rollout_s"] for r in rest),
+        "update": statistics.median(r["time/train_s"] for r in rest),
+        "minflt": usage.ru_minflt,
+        "maxrss_mib": usage.ru_maxrss / 1024,  # KiB on Linux
+        "rewards": [r["train/reward_mean"] for r in rows],
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", default=os.path.join(ROOT, "configs", "shapes", "demo.yaml"))
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default=None, help="append the results table to this markdown file")
+    ap.add_argument("overrides", nargs="*", help="extra key=value overrides for every run")
+    args = ap.parse_args()
+
+    tmp = tempfile.mkdtemp(prefix="genrl-malloc-")
+    runs: dict[str, list[dict]] = {"glibc defaults": [], "genrl.malloc": []}
+    for k in range(args.rounds):
+        for name, tuned in (("glibc defaults", False), ("genrl.malloc", True)):
+            runs[name].append(_run(args.config, args.steps, tuned, os.path.join(tmp, f"{int(tuned)}-{k}"),
+                                   args.threads, args.overrides))
+    identical = all(r["rewards"] == runs["glibc defaults"][0]["rewards"] for rs in runs.values() for r in rs)
+
+    def med(name: str, key: str) -> float:
+        return statistics.median(r[key] for r in runs[name])
+
+    base = med("glibc defaults", "step")
+    lines = [
+        f"### {time.strftime('%Y-%m-%d %H:%M')} - {platform.machine()}, {os.cpu_count()} cores, {args.threads} "
+        f"thread(s), config {os.path.relpath(args.config, ROOT)}, {args.steps} steps x {args.rounds} rounds "
+        "(arms alternated), evaluations off",
+        "",
+        "| arm | step, median (s) | rollout | update | speed-up | minor faults per run | peak RSS (MiB) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in runs:
+        lines.append(f"| {name} | {med(name, 'step'):.3f} | {med(name, 'rollout'):.3f} | {med(name, 'update'):.3f} | "
+                     f"{base / med(name, 'step'):.2f}x | {med(name, 'minflt'):,.0f} | {med(name, 'maxrss_mib'):.0f} |")
+    per_round = [f"{d['step'] / t['step']:.2f}x" for d, t in zip(runs["glibc defaults"], runs["genrl.malloc"])]
+    lines += ["", f"Speed-up per round: {', '.join(per_round)}. Step rewards bit-identical across all runs: "
+              f"{'yes' if identical else 'NO'}.", ""]
+    publish("\n".join(lines), args.out)
+    return 0 if identical else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
