@@ -300,7 +300,7 @@ class Trainer:
             "nonfinite_in_row": self.nonfinite_in_row, "idle_in_row": self.idle_in_row,
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(), "scaler_skips": self.scaler_skips,
-            "algorithm": self.algo.state_dict(), "rng": rng_state(),
+            "algorithm": self.algo.state_dict(), "rng": rng_state(), "threads": self.threads,
         }
 
     def _restore(self, path: str) -> None:
@@ -316,6 +316,18 @@ class Trainer:
         self.algo.load_state_dict(st["algorithm"])
         set_rng_state(st["rng"])
         self.log_fn(f"genrl: resumed from {path} (step {self.step})") if self.main else None
+        # CPU kernels may split reductions by thread count, so the count is part of the run's numerics: an auto
+        # run continues with the count it started with, whatever the cores are doing now
+        was = int(st.get("threads", 0))
+        if was and was != self.threads:
+            if self.cfg.run.threads:
+                self.log_fn(f"genrl: run.threads={self.threads}, but this run was trained with {was} thread(s); "
+                            "results may differ from an uninterrupted run in the last digits") if self.main else None
+            else:
+                self.threads = was
+                torch.set_num_threads(was)
+                self.log_fn(f"genrl: {was} torch thread(s), as before the checkpoint (exact resume)") \
+                    if self.main else None
 
     # ------------------------------------------------------------------------------------------------------
     def rollout_step(self, step: int, round_: int = 0) -> tuple[Batch, dict]:

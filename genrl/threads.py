@@ -3,9 +3,10 @@
 Measured on the 2-core CPU machine (benchmarks/roofline.md): on an idle machine 2 threads make a demo step 1.6-1.95x
 faster than 1; with one core taken by another process, 2 threads make it 2.3-2.6x slower than 1 (the two threads wait
 for each other on every small op). So `run.threads: 0` (auto) samples /proc/stat for a moment and uses
-round(idle cores) / (processes on this node) threads, at least 1; anything else is taken as given. Thread counts do
-not change the numbers computed here (1 and 2 threads give bitwise-equal forwards and gradients on this machine),
-so determinism and exact resume hold whatever the count.
+round(idle cores) / (processes on this node) threads, at least 1; anything else is taken as given. The thread count
+can change CPU rounding (reductions split by thread; on some hosts 1 and 2 threads agree bit for bit, on others to
+~1e-6), so a run is deterministic for a given count, and the trainer saves the count in its checkpoints: an auto
+run resumes with the count it started with.
 """
 
 from __future__ import annotations

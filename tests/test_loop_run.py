@@ -73,6 +73,26 @@ def test_resume_is_exact(model, tmp_path):
     assert cpu[0] > 0 and all(x < y for x, y in zip(cpu, cpu[1:]))
 
 
+def test_auto_threads_resume_with_the_count_the_run_started_with(model, tmp_path, monkeypatch):
+    """Thread counts can change CPU rounding, so an auto run (run.threads=0) resumes with its checkpointed count."""
+    import genrl.threads
+
+    before = torch.get_num_threads()
+    run = tmp_path / "run"
+    cfg = tiny_config(model, str(run), run={"threads": 0}, train={"steps": 1}, eval={"every": 0},
+                      checkpoint={"every": 1})
+    try:
+        monkeypatch.setattr(genrl.threads, "auto_threads", lambda n=1: 2)
+        train(cfg, progress=False)
+        monkeypatch.setattr(genrl.threads, "auto_threads", lambda n=1: 1)  # the machine is busier now
+        tr = Trainer(cfg, resume=True, progress=False)
+        assert tr.threads == 2 and torch.get_num_threads() == 2
+        fixed = tiny_config(model, str(run), run={"threads": 1}, train={"steps": 1}, eval={"every": 0})
+        assert Trainer(fixed, resume=True, progress=False).threads == 1  # an explicit count is kept
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_cpu_budget_stops_with_eval_and_checkpoint(model, tmp_path):
     run = tmp_path / "run"
     cfg = tiny_config(model, str(run), train={"steps": 50, "cpu_minutes": 1e-6},

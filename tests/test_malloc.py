@@ -37,9 +37,8 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 def _is_glibc() -> bool:
     try:
-        ctypes.CDLL(ctypes.util.find_library("c")).gnu_get_libc_version
-        return True
-    except (OSError, AttributeError, TypeError):
+        return hasattr(ctypes.CDLL(ctypes.util.find_library("c")), "gnu_get_libc_version")
+    except (OSError, TypeError):
         return False
 
 
