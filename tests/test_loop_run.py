@@ -266,3 +266,27 @@ def test_eval_on_training_prompts_matches_scoring_them_as_the_eval_set(model, tm
     assert m_both["eval/train/shapes/strict"] == m_alone["eval/shapes/strict"]
     assert m_both["eval/reward_mean"] != m_alone["eval/reward_mean"]  # the held-out set is scored too
     assert "eval/grid" in m_both
+
+
+def test_eval_scores_a_runs_lora(model, tmp_path, monkeypatch, capsys):
+    """`genrl eval --lora RUN` scores the fine-tuned model, not the base; `--adapter` (text models') is refused."""
+    import genrl.shapes.evaluate as evaluate_mod
+
+    run = tmp_path / "run"
+    train(tiny_config(model, str(run), eval={"every": 0}), progress=False)
+    seen = {}
+    real = evaluate_mod.evaluate
+
+    def spy(policy, *a, **k):
+        seen["lora_b"] = sum(float(p.abs().sum()) for n, p in policy.named_parameters() if "lora_B" in n)
+        return real(policy, *a, **k)
+
+    monkeypatch.setattr(evaluate_mod, "evaluate", spy)
+    out = tmp_path / "scores.json"
+    args = ["eval", "--model", model, "--split", "eval", "--per-category", "1", "--steps", "2", "--out", str(out)]
+    assert cli([*args, "--lora", str(run)]) == 0
+    assert seen["lora_b"] > 0  # LoRA B starts at zero: non-zero means the run's trained weights are loaded
+    assert json.loads(out.read_text())["protocol"]["lora"] == str(run)
+    out.unlink()
+    assert cli([*args, "--adapter", str(run)]) == 2
+    assert "--lora RUN_DIR_OR_LORA" in capsys.readouterr().err and not out.exists()

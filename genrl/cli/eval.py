@@ -1,4 +1,4 @@
-"""`genrl eval --model assets/shapes-base --split eval [--out scores.json] [--seed S]`:
+"""`genrl eval --model assets/shapes-base --split eval [--lora RUN_DIR_OR_LORA] [--out scores.json] [--seed S]`:
 generate the split's images (clips, for the moving-shapes video model) and print per-category and overall
 scores (GenEval-style; see genrl/shapes/evaluate.py). The JSON is {"overall": {"strict", "partial"},
 "per_category": {name: {...}},
@@ -29,6 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--per-category", type=int, default=None, help="eval entries per category (default 48)")
     p.add_argument("--batch-size", type=int, default=64, help="images per forward")
     p.add_argument("--threads", type=int, default=None, help="torch threads")
+    p.add_argument("--lora", default=None, metavar="RUN_DIR_OR_LORA",
+                   help="image, video and 3D models: score the fine-tuned model (a run directory or its LoRA "
+                        "directory, as `genrl sample --lora`) instead of the base --model")
     from genrl.cli.dllm import add_text_arguments
 
     add_text_arguments(p)  # masked diffusion LMs (--model a transformers directory): genrl/cli/dllm.py
@@ -43,6 +46,8 @@ def run(args) -> int:
     from genrl.cli.dllm import is_text_model
 
     if is_text_model(args.model):
+        if args.lora:
+            raise UserError("--lora is for image, video and 3D models; a text model's LoRA goes in --adapter LORA_DIR")
         from genrl.cli.dllm import run_eval
 
         return run_eval(args)
@@ -53,7 +58,12 @@ def run(args) -> int:
     from genrl.shapes.evaluate import evaluate, format_report
     from genrl.worlds.eval_cli import is_robot_policy, run_robot_eval
 
+    if args.adapter:
+        raise UserError("--adapter is for text models; score an image, video or 3D model's LoRA with --lora "
+                        "RUN_DIR_OR_LORA")
     if os.path.isdir(args.model) and is_robot_policy(args.model):
+        if args.lora:
+            raise UserError("--lora is for image, video and 3D models, not robot policies")
         return run_robot_eval(args)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -61,11 +71,18 @@ def run(args) -> int:
         raise UserError(f"--steps must be >= 1, got {args.steps}")
     if not os.path.exists(args.model):
         raise UserError(f"--model {args.model} not found; train one with `genrl pretrain shapes --out DIR`")
-    policy = load_policy(args.model).eval()
+    if args.lora:
+        from genrl.rlg import load_rlg_policy
+
+        policy = load_rlg_policy(args.model, args.lora)  # the base with the run's LoRA
+    else:
+        policy = load_policy(args.model).eval()
     report, images, specs = evaluate(policy, args.reward, args.split, seed=args.seed, steps=args.steps,
                                      cfg_scale=args.cfg_scale, method=args.method, shift=args.shift,
                                      per_category=args.per_category, batch_size=args.batch_size)
     report["protocol"]["model"] = args.model
+    if args.lora:
+        report["protocol"]["lora"] = args.lora
     print(format_report(report))
     write_report(args.out, report)
     if args.grid:
