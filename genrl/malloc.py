@@ -3,7 +3,7 @@
 torch's CPU allocator is plain malloc. glibc serves a block above its mmap threshold (128 KiB at start, raised
 dynamically up to 32 MiB) with its own mmap and unmaps it on free, and it trims the top of the heap once more than
 the trim threshold is free there. A training step frees and re-allocates the same activation sizes on every
-forward, so each step faults its whole working set in again, page by zeroed page (the CPU demo: ~90,000 minor
+forward, so each step faults its whole working set in again, page by zeroed page (the CPU demo: ~70,000 minor
 faults per step). Fixing the mmap threshold at its 32 MiB maximum and never trimming keeps those pages mapped; the
 cost is that the process's resident memory stays at its peak (it does not shrink between phases).
 
