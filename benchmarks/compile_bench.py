@@ -13,16 +13,14 @@ by side: they agree closely but not bit for bit (compiled kernels round differen
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import statistics
 import subprocess
-import sys
 import tempfile
 import time
 
 from markdown_out import publish
+from train_runs import step_summary, train_command
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -30,23 +28,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _run(config: str, steps: int, compile_: bool, run_dir: str, cache: str, threads: int,
          overrides: list[str]) -> dict:
     env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=cache)
-    cmd = [sys.executable, "-m", "genrl", "train", config, f"train.steps={steps}", "eval.every=0",
-           "checkpoint.every=0", "run.tensorboard=false", f"run.threads={threads}",
-           f"run.compile={str(compile_).lower()}", f"run.dir={run_dir}", *overrides]
+    cmd = train_command(config, steps, threads, run_dir, [f"run.compile={str(compile_).lower()}", *overrides])
     t = time.perf_counter()
     subprocess.run(cmd, check=True, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.perf_counter() - t
-    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-    rest = rows[1:]
-    return {
-        "wall": wall,
-        "first": rows[0]["time/step_s"],
-        "step": statistics.median(r["time/step_s"] for r in rest),
-        "rollout": statistics.median(r["time/rollout_s"] for r in rest),
-        "update": statistics.median(r["time/train_s"] for r in rest),
-        "rewards": [round(r["train/reward_mean"], 4) for r in rows],
-    }
+    res = step_summary(run_dir)
+    return {**res, "wall": wall, "rewards": [round(r, 4) for r in res["rewards"]]}
 
 
 def main() -> int:

@@ -13,39 +13,27 @@ every step reward is bit-identical between the arms.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 
 from markdown_out import publish
+from train_runs import step_summary, train_command
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _run(config: str, steps: int, tuned: bool, run_dir: str, threads: int, overrides: list[str]) -> dict:
     env = dict(os.environ, GENRL_MALLOC_TUNING="1" if tuned else "0")
-    cmd = [sys.executable, "-m", "genrl", "train", config, f"train.steps={steps}", "eval.every=0",
-           "checkpoint.every=0", "run.tensorboard=false", f"run.threads={threads}", f"run.dir={run_dir}", *overrides]
+    cmd = train_command(config, steps, threads, run_dir, overrides)
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _, status, usage = os.wait4(proc.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{' '.join(cmd)} failed")
-    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-    rest = rows[1:]
-    return {
-        "step": statistics.median(r["time/step_s"] for r in rest),
-        "rollout": statistics.median(r["time/rollout_s"] for r in rest),
-        "update": statistics.median(r["time/train_s"] for r in rest),
-        "minflt": usage.ru_minflt,
-        "maxrss_mib": usage.ru_maxrss / 1024,  # KiB on Linux
-        "rewards": [r["train/reward_mean"] for r in rows],
-    }
+    return {**step_summary(run_dir), "minflt": usage.ru_minflt, "maxrss_mib": usage.ru_maxrss / 1024}  # KiB on Linux
 
 
 def main() -> int:
