@@ -9,10 +9,13 @@ encoders + T5, random weights) and the reward a tiny random CLIP scored by the r
 Three arms, the same computation:
 
     legacy  what genrl did before (and the reference does): `transformer.dtype` on every forward (diffusers walks
-            every module) and `disable_adapters()` / `enable_adapters()` around every reference forward (a peft
-            version check through importlib.metadata plus a walk over every module, twice)
-    fast    genrl now: `module_dtype` (the first parameter's dtype) and `genrl.lora.adapters_disabled` (the LoRA
-            layers are found once; one flag per layer is flipped)
+            every module), `disable_adapters()` / `enable_adapters()` around every reference forward (a peft
+            version check through importlib.metadata plus a walk over every module, twice), torch.no_grad for the
+            rollout's and the reference's forwards, and diffusers' Attention.forward computing the processor's
+            signature with `inspect` on every call
+    fast    genrl now: `module_dtype` (the first parameter's dtype), `genrl.lora.adapters_disabled` (the LoRA
+            layers are found once; one flag per layer is flipped), torch.inference_mode for the rollout's and the
+            reference's forwards, and the processor signatures stored once (`pin_processor_signatures`)
     compiled  fast with `run.compile: true` (torch.compile of the denoiser, genrl/compile.py): the same function,
             other rounding; its compile time is reported apart (the first step, not timed)
 
@@ -82,7 +85,11 @@ def build_assets(root: str) -> tuple[str, str, str]:
 
 @contextlib.contextmanager
 def legacy_overheads():
-    """Swap genrl's two per-forward shortcuts for the diffusers calls they replace."""
+    """Swap genrl's per-forward shortcuts for what they replace: the two diffusers calls, torch.no_grad for
+    torch.inference_mode, and the attention processors' signature computed on every call."""
+    import torch
+    from diffusers.models.attention_processor import JointAttnProcessor2_0
+
     from genrl import lora
     from genrl.policies import sd3
 
@@ -94,12 +101,16 @@ def legacy_overheads():
         finally:
             model.enable_adapters()
 
-    saved = lora.adapters_disabled, sd3.module_dtype
+    call = JointAttnProcessor2_0.__call__
+    saved = lora.adapters_disabled, sd3.module_dtype, torch.inference_mode, call.__dict__.pop("__signature__", None)
     lora.adapters_disabled, sd3.module_dtype = diffusers_disable, lambda model: model.dtype
+    torch.inference_mode = torch.no_grad  # looked up at call time by genrl's `with torch.inference_mode():`
     try:
         yield
     finally:
-        lora.adapters_disabled, sd3.module_dtype = saved
+        lora.adapters_disabled, sd3.module_dtype, torch.inference_mode = saved[:3]
+        if saved[3] is not None:
+            call.__signature__ = saved[3]
 
 
 ARMS = ("legacy", "fast", "compiled")

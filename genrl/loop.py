@@ -202,7 +202,8 @@ class Trainer:
         from genrl.distributed import shard_policy
 
         self.algo.configure_policy(self.policy)  # e.g. CTRL adds its condition embedding (before the optimizer)
-        shard_policy(self.policy, self.acc)  # FSDP launch config: shard the frozen base (LoRA stays replicated)
+        # FSDP launch config: shard the frozen base (LoRA stays replicated)
+        self.sharded = shard_policy(self.policy, self.acc)
         if cfg.run.compile:
             from genrl.compile import compile_policy
 
@@ -284,7 +285,7 @@ class Trainer:
         return StepContext(
             step=step, update=self.update, generator=torch.Generator().manual_seed(seed), rng=random.Random(seed),
             device=self.device, num_processes=self.world, process_index=self.rank, autocast=self.acc.autocast,
-            seed=self.cfg.run.seed, epochs=self.cfg.train.inner_epochs,
+            seed=self.cfg.run.seed, epochs=self.cfg.train.inner_epochs, sharded=self.sharded,
         )
 
     def _rollout_ctx(self, step: int, global_batch: int) -> StepContext:

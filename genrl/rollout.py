@@ -39,6 +39,17 @@ def velocity_fn(policy, cond: dict, uncond: dict | None, cfg_scale: float, ctx: 
     return fn
 
 
+def without_autograd(fn, ctx: StepContext):
+    """fn(x, sigma) under `ctx.no_autograd()` (torch.inference_mode unless the model is sharded): for sampling whose
+    outputs never need a gradient. The samplers' out-of-place steps turn the velocities into ordinary tensors."""
+
+    def run(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        with ctx.no_autograd():
+            return fn(x, sigma)
+
+    return run
+
+
 def policy_sigmas(policy, steps: int, shift: float | None, resolution: int | None) -> torch.Tensor:
     """The sigma grid: the adapter's own (`policy.sigmas(steps, shift, resolution)`, e.g. FLUX dynamic shift; with
     shift=None the model scheduler's own shift, e.g. 3.0 for SD3.5) when it defines one, else
@@ -71,8 +82,9 @@ def flow_rollout(policy, prompts: list[str], groups: torch.Tensor, spec: Rollout
     noise = make_noise(policy, n, groups, spec, ctx, resolution)
     sigmas = policy_sigmas(policy, spec.steps, spec.shift, resolution)
     sde, stochastic = spec.method in samplers.SDE_KINDS, spec.method in samplers.STOCHASTIC_METHODS
+    vfn = without_autograd(velocity_fn(policy, cond, uncond, spec.cfg_scale, ctx), ctx)
     res = samplers.sample(
-        velocity_fn(policy, cond, uncond, spec.cfg_scale, ctx), noise, sigmas, method=spec.method,
+        vfn, noise, sigmas, method=spec.method,
         noise_level=spec.noise_level if stochastic else 0.0, sde_window=spec.sde_window if sde else None,
         record=spec.record, generator=ctx.generator,
     )

@@ -275,7 +275,7 @@ class AWM(Algorithm):
         adv = scale_advantages(self.stage_advantages(adv, t), cfg.adv_clip_max, cfg.advantage_max)
         # no-grad forwards first (use_trainable swaps parameter values in place)
         v_ref = v_ema = None
-        with torch.no_grad(), ctx.amp():
+        with ctx.no_autograd(), ctx.amp():
             if cfg.kl_beta > 0:
                 with policy.disable_adapter():
                     v_ref = policy.velocity(x_t, t, cond)

@@ -189,11 +189,20 @@ class StepContext:
     epoch: int = 0  # which pass over the step's samples is running (0 .. epochs - 1; train.inner_epochs passes)
     epochs: int = 1  # train.inner_epochs: how many passes the step's samples get (known at rollout time too)
     extra: dict = field(default_factory=dict)
+    sharded: bool = False  # the policy's frozen base is FSDP-sharded (genrl.distributed.shard_policy)
 
     def amp(self):
         import contextlib
 
         return self.autocast() if self.autocast is not None else contextlib.nullcontext()
+
+    def no_autograd(self):
+        """For forwards whose outputs never need a gradient (rollouts, evaluation, reference / old / EMA targets):
+        torch.inference_mode, torch.no_grad's values with less work per op (no version counters or view tracking;
+        1.07x per demo step), or torch.no_grad on a sharded model (FSDP2 writes the parameters it gathers in place
+        after the forward, which inference mode forbids). Outputs made under inference mode may be used in
+        out-of-place math, not modified in place or saved for a backward."""
+        return torch.no_grad() if self.sharded else torch.inference_mode()
 
 
 class Algorithm:
@@ -261,7 +270,7 @@ class Algorithm:
         episodes), `rewards` [B] and optional `details` {name: [B]}. `ev` is the `eval:` config section.
         Default: image flows, the deterministic `ev.method` ODE from per-prompt fixed noise, CFG `ev.cfg_scale`."""
         import samplers
-        from genrl.rollout import policy_sigmas, velocity_fn
+        from genrl.rollout import policy_sigmas, velocity_fn, without_autograd
 
         s = self.sample_cfg
         scale = s.cfg_scale if ev.cfg_scale is None else ev.cfg_scale
@@ -270,8 +279,8 @@ class Algorithm:
         cond = policy.encode(prompts)
         uncond = policy.encode([""] * len(prompts)) if scale != 1.0 else None
         sigmas = policy_sigmas(policy, ev.steps, s.shift, s.resolution)
-        res = samplers.sample(velocity_fn(policy, cond, uncond, scale, ctx), noise.to(ctx.device), sigmas,
-                              method=ev.method)
+        vfn = without_autograd(velocity_fn(policy, cond, uncond, scale, ctx), ctx)
+        res = samplers.sample(vfn, noise.to(ctx.device), sigmas, method=ev.method)
         return Batch(prompts=list(prompts), outputs=policy.decode(res.samples).float().clamp(0, 1).cpu())
 
     def rollout_grid(self, mb: Batch) -> torch.Tensor:

@@ -160,7 +160,7 @@ class GRPO(Algorithm):
         adv = self.stage_advantages(mb.advantages.to(dev, torch.float32), t)
         mean_ref = None
         if cfg.beta > 0:
-            with torch.no_grad(), policy.disable_adapter():
+            with ctx.no_autograd(), policy.disable_adapter():
                 v_ref = vfn(x, t)
             mean_ref, _ = samplers.sde_mean_std(v_ref, x, t, t_next, kind=s.method, noise_level=s.noise_level)
         v = vfn(x, t)

@@ -209,7 +209,7 @@ class NFT(Algorithm):
             x_t = (1 - tb) * x0 + tb * eps
             # no-grad forwards first: use_trainable swaps parameter values in place, which must not happen
             # between the grad forward and its backward
-            with torch.no_grad(), ctx.amp():
+            with ctx.no_autograd(), ctx.amp():
                 with policy.use_trainable(self.old):
                     v_old = policy.velocity(x_t, t, mb.cond)
                 v_ref = None
