@@ -10,12 +10,11 @@ Three arms, the same computation:
 
     legacy  what genrl did before (and the reference does): `transformer.dtype` on every forward (diffusers walks
             every module), `disable_adapters()` / `enable_adapters()` around every reference forward (a peft
-            version check through importlib.metadata plus a walk over every module, twice), torch.no_grad for the
-            rollout's and the reference's forwards, and diffusers' Attention.forward computing the processor's
-            signature with `inspect` on every call
+            version check through importlib.metadata plus a walk over every module, twice), and torch.no_grad for
+            the rollout's and the reference's forwards
     fast    genrl now: `module_dtype` (the first parameter's dtype), `genrl.lora.adapters_disabled` (the LoRA
-            layers are found once; one flag per layer is flipped), torch.inference_mode for the rollout's and the
-            reference's forwards, and the processor signatures stored once (`pin_processor_signatures`)
+            layers are found once; one flag per layer is flipped), and torch.inference_mode for the rollout's and
+            the reference's forwards (StepContext.no_autograd)
     compiled  fast with `run.compile: true` (torch.compile of the denoiser, genrl/compile.py): the same function,
             other rounding; its compile time is reported apart (the first step, not timed)
 
@@ -85,10 +84,9 @@ def build_assets(root: str) -> tuple[str, str, str]:
 
 @contextlib.contextmanager
 def legacy_overheads():
-    """Swap genrl's per-forward shortcuts for what they replace: the two diffusers calls, torch.no_grad for
-    torch.inference_mode, and the attention processors' signature computed on every call."""
+    """Swap genrl's per-forward shortcuts for what they replace: the two diffusers calls, and torch.no_grad for
+    torch.inference_mode."""
     import torch
-    from diffusers.models.attention_processor import JointAttnProcessor2_0
 
     from genrl import lora
     from genrl.policies import sd3
@@ -101,16 +99,13 @@ def legacy_overheads():
         finally:
             model.enable_adapters()
 
-    call = JointAttnProcessor2_0.__call__
-    saved = lora.adapters_disabled, sd3.module_dtype, torch.inference_mode, call.__dict__.pop("__signature__", None)
+    saved = lora.adapters_disabled, sd3.module_dtype, torch.inference_mode
     lora.adapters_disabled, sd3.module_dtype = diffusers_disable, lambda model: model.dtype
-    torch.inference_mode = torch.no_grad  # looked up at call time by genrl's `with torch.inference_mode():`
+    torch.inference_mode = torch.no_grad  # looked up at call time by StepContext.no_autograd
     try:
         yield
     finally:
-        lora.adapters_disabled, sd3.module_dtype, torch.inference_mode = saved[:3]
-        if saved[3] is not None:
-            call.__signature__ = saved[3]
+        lora.adapters_disabled, sd3.module_dtype, torch.inference_mode = saved
 
 
 ARMS = ("legacy", "fast", "compiled")

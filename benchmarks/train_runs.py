@@ -1,4 +1,4 @@
-"""A `genrl train` process for the step-time benchmarks (compile_bench, malloc_bench): the command with evaluations
+"""A `genrl train` process for the step-time benchmarks (compile_bench, env_switch_bench): the command with evaluations
 and checkpoints off, and the per-step medians read back from the run's metrics.jsonl."""
 
 from __future__ import annotations

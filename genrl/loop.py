@@ -203,7 +203,8 @@ class Trainer:
 
         self.algo.configure_policy(self.policy)  # e.g. CTRL adds its condition embedding (before the optimizer)
         # FSDP launch config: shard the frozen base (LoRA stays replicated)
-        self.sharded = shard_policy(self.policy, self.acc)
+        sharded = shard_policy(self.policy, self.acc)
+        self.inference_mode = not sharded and os.environ.get("GENRL_INFERENCE_MODE", "1") != "0"
         if cfg.run.compile:
             from genrl.compile import compile_policy
 
@@ -285,7 +286,7 @@ class Trainer:
         return StepContext(
             step=step, update=self.update, generator=torch.Generator().manual_seed(seed), rng=random.Random(seed),
             device=self.device, num_processes=self.world, process_index=self.rank, autocast=self.acc.autocast,
-            seed=self.cfg.run.seed, epochs=self.cfg.train.inner_epochs, sharded=self.sharded,
+            seed=self.cfg.run.seed, epochs=self.cfg.train.inner_epochs, inference_mode=self.inference_mode,
         )
 
     def _rollout_ctx(self, step: int, global_batch: int) -> StepContext:

@@ -94,11 +94,12 @@ def test_window_per_rollout_batch_and_loss_weights(model, tmp_path):
 def test_inference_mode_forwards_match_no_grad_and_stay_out_of_autograd(model, tmp_path, monkeypatch, lora_rank):
     """The rollout's and the reference's forwards run under torch.inference_mode: the batch they leave holds no
     inference tensors (a full fine-tune's patch embedding saves its input for backward), training backpropagates,
-    and every value equals the torch.no_grad path bit for bit."""
+    and every value equals the torch.no_grad path (GENRL_INFERENCE_MODE=0) bit for bit."""
 
     def one_step(run):
         cfg = tiny_config(model, str(tmp_path / run), [f"model.lora_rank={lora_rank}"], sample={"cfg_scale": 3.0})
         tr = Trainer(cfg, progress=False)
+        assert tr._ctx(0).inference_mode == (run == "inference")
         batch, _ = tr.rollout_step(0)
         batch.advantages = tr.compute_advantages(batch, 0)[1]["adv"]
         tensors = [v for v in batch._f.values() if isinstance(v, torch.Tensor)] + list(batch.cond.values())
@@ -110,7 +111,7 @@ def test_inference_mode_forwards_match_no_grad_and_stay_out_of_autograd(model, t
         return batch, total.detach(), grads
 
     batch, loss, grads = one_step("inference")
-    monkeypatch.setattr(torch, "inference_mode", torch.no_grad)
+    monkeypatch.setenv("GENRL_INFERENCE_MODE", "0")  # the opt-out: torch.no_grad
     ref_batch, ref_loss, ref_grads = one_step("no_grad")
     assert torch.equal(batch.latents, ref_batch.latents) and torch.equal(batch.log_probs, ref_batch.log_probs)
     assert torch.equal(loss, ref_loss) and all(torch.equal(a, b) for a, b in zip(grads, ref_grads))

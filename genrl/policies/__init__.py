@@ -9,8 +9,6 @@ import importlib
 import json
 import os
 
-import torch
-
 from genrl.policies.base import Cond, FlowPolicy, TrainablePolicy
 
 # pipeline class name (model_index.json) -> (family, "module:AdapterClass")
@@ -79,12 +77,7 @@ def load_policy(path: str, family: str | None = None, **options) -> TrainablePol
     else:
         raise ValueError(f"unknown model family {family!r}; supported: {', '.join(FAMILIES)}")
     module, cls = target.split(":")
-    policy = getattr(importlib.import_module(module), cls).from_pretrained(path, **options)
-    if isinstance(policy, torch.nn.Module):
-        from genrl.policies.diffusers_common import pin_processor_signatures
-
-        pin_processor_signatures(policy)
-    return policy
+    return getattr(importlib.import_module(module), cls).from_pretrained(path, **options)
 
 
 __all__ = ["ADAPTERS", "Cond", "FlowPolicy", "TrainablePolicy", "load_policy", "pipeline_class_name",

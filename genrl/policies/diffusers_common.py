@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import inspect
 import json
 import os
 from collections import OrderedDict
@@ -31,21 +30,6 @@ def parse_dtype(value, name: str) -> torch.dtype:
     if value not in DTYPES:
         raise ValueError(f"option {name}={value!r} is not a dtype; use one of {', '.join(DTYPES)}")
     return DTYPES[value]
-
-
-def pin_processor_signatures(model: nn.Module) -> None:
-    """Store each attention processor class's `__call__` signature on the function once.
-
-    diffusers' attention modules call `inspect.signature(self.processor.__call__)` on every forward to drop
-    keyword arguments the processor does not take (about 0.1 ms per call, 3% of a tiny SD3 Flow-GRPO step on one
-    CPU thread). `inspect.signature` returns a function's `__signature__` as it is, so storing the signature it
-    would compute changes nothing but the time. Processors set later (a user's `set_attn_processor`) are
-    unaffected: they just pay the usual cost."""
-    for m in model.modules():
-        proc = getattr(m, "processor", None)
-        fn = type(proc).__call__ if proc is not None else None
-        if inspect.isfunction(fn) and "__signature__" not in fn.__dict__:
-            fn.__signature__ = inspect.signature(fn)
 
 
 def module_dtype(model: nn.Module) -> torch.dtype:
