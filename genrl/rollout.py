@@ -40,8 +40,9 @@ def velocity_fn(policy, cond: dict, uncond: dict | None, cfg_scale: float, ctx: 
 
 
 def without_autograd(fn, ctx: StepContext):
-    """fn(x, sigma) under `ctx.no_autograd()` (torch.inference_mode unless the model is sharded): for sampling whose
-    outputs never need a gradient. The samplers' out-of-place steps turn the velocities into ordinary tensors."""
+    """fn(x, sigma) under `ctx.no_autograd()` (torch.inference_mode unless ctx.inference_mode is off): for sampling
+    whose outputs never need a gradient. The samplers' out-of-place steps turn the velocities into ordinary tensors,
+    so the trajectory a trainer later differentiates through holds none."""
 
     def run(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         with ctx.no_autograd():
@@ -84,9 +85,8 @@ def flow_rollout(policy, prompts: list[str], groups: torch.Tensor, spec: Rollout
     sde, stochastic = spec.method in samplers.SDE_KINDS, spec.method in samplers.STOCHASTIC_METHODS
     vfn = without_autograd(velocity_fn(policy, cond, uncond, spec.cfg_scale, ctx), ctx)
     res = samplers.sample(
-        vfn, noise, sigmas, method=spec.method,
-        noise_level=spec.noise_level if stochastic else 0.0, sde_window=spec.sde_window if sde else None,
-        record=spec.record, generator=ctx.generator,
+        vfn, noise, sigmas, method=spec.method, noise_level=spec.noise_level if stochastic else 0.0,
+        sde_window=spec.sde_window if sde else None, record=spec.record, generator=ctx.generator,
     )
     images = policy.decode(res.samples).float().clamp(0, 1)
     fields = dict(
