@@ -9,9 +9,9 @@ The switches, each an environment variable genrl reads (0: off):
 
 Runs the same `genrl train` (evaluations and checkpoints off) in fresh processes, alternating the two arms for
 --rounds rounds (the order within a round alternating), so that a drift of the machine's speed hits both arms
-alike. Reported per arm: the median over
-rounds of each run's median step time (steps after the first), rollout and update apart, the process's minor page
-faults and peak RSS (getrusage of the child), and whether every step reward is bit-identical between the arms.
+alike. Reported per arm: the median over rounds of each run's median step time (steps after the first), rollout
+and update apart, the process's minor page faults and peak RSS (getrusage of the child), and whether every step
+reward is bit-identical between the arms.
 """
 
 from __future__ import annotations

@@ -84,10 +84,8 @@ def build_assets(root: str) -> tuple[str, str, str]:
 
 @contextlib.contextmanager
 def legacy_overheads():
-    """Swap genrl's per-forward shortcuts for what they replace: the two diffusers calls, and torch.no_grad for
-    torch.inference_mode."""
-    import torch
-
+    """Swap genrl's two per-forward shortcuts for the diffusers calls they replace (the legacy trainer's
+    no-grad forwards use torch.no_grad: `make_trainer`)."""
     from genrl import lora
     from genrl.policies import sd3
 
@@ -99,13 +97,12 @@ def legacy_overheads():
         finally:
             model.enable_adapters()
 
-    saved = lora.adapters_disabled, sd3.module_dtype, torch.inference_mode
+    saved = lora.adapters_disabled, sd3.module_dtype
     lora.adapters_disabled, sd3.module_dtype = diffusers_disable, lambda model: model.dtype
-    torch.inference_mode = torch.no_grad  # looked up at call time by StepContext.no_autograd
     try:
         yield
     finally:
-        lora.adapters_disabled, sd3.module_dtype, torch.inference_mode = saved
+        lora.adapters_disabled, sd3.module_dtype = saved
 
 
 ARMS = ("legacy", "fast", "compiled")
@@ -120,7 +117,9 @@ def make_trainer(assets, run_dir: str, seed: int, arm: str):
         f"model.path={sd3}", f"run.dir={run_dir}", f"data.prompts={prompts}", f"run.seed={seed}",
         f"reward_options={{pickscore: {{model: {clip}, processor: {clip}, local_files_only: true}}}}",
         f"run.compile={str(arm == 'compiled').lower()}"])
-    return Trainer(cfg, progress=False)
+    tr = Trainer(cfg, progress=False)
+    tr.inference_mode = arm != "legacy"  # legacy: torch.no_grad for the no-grad forwards (StepContext.no_autograd)
+    return tr
 
 
 def one_step(tr, step: int) -> dict:

@@ -102,8 +102,8 @@ def test_inference_mode_forwards_match_no_grad_and_stay_out_of_autograd(model, t
         assert tr._ctx(0).inference_mode == (run == "inference")
         batch, _ = tr.rollout_step(0)
         batch.advantages = tr.compute_advantages(batch, 0)[1]["adv"]
-        tensors = [v for v in batch._f.values() if isinstance(v, torch.Tensor)] + list(batch.cond.values())
-        assert not any(v.is_inference() for v in tensors if isinstance(v, torch.Tensor))
+        tensors = [v for v in [*batch._f.values(), *batch.cond.values()] if isinstance(v, torch.Tensor)]
+        assert not any(v.is_inference() for v in tensors)
         total = sum(loss for loss, _ in tr.algo.losses(tr.policy, batch, tr._ctx(0, salt=1)))
         total.backward()
         grads = [p.grad.clone() for p in tr.policy.trainable_parameters()]
