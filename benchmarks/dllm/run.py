@@ -55,13 +55,15 @@ def _mean_std(xs: list[float]) -> str:
 
 def _solve_md(res: dict) -> list[str]:
     out = ["## (b) Held-out solve rate against training CPU time", "", res["protocol"], "",
-           "| method | seed | steps | CPU min | wall min | solved start | solved end | best | change |",
-           "|---|---|---|---|---|---|---|---|---|"]
+           "| method | seed | steps | CPU min | wall min | solved start | solved end | best | change | "
+           "train puzzles solved start -> end |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
     for r in res["runs"]:
         s0, s1 = r["curve"][0]["solved"], r["curve"][-1]["solved"]
         best = max(c["solved"] for c in r["curve"])
+        t0, t1 = (r["curve"][i].get("train_solved", float("nan")) for i in (0, -1))
         out.append(f"| {r['method']} | {r['seed']} | {r['steps']} | {r['cpu_min']:.1f} | {r['wall_min']:.1f} | "
-                   f"{s0:.3f} | {s1:.3f} | {best:.3f} | {s1 - s0:+.3f} |")
+                   f"{s0:.3f} | {s1:.3f} | {best:.3f} | {s1 - s0:+.3f} | {t0:.3f} -> {t1:.3f} |")
     by: dict[str, list[dict]] = {}
     for r in res["runs"]:
         by.setdefault(r["method"], []).append(r)
@@ -73,9 +75,10 @@ def _solve_md(res: dict) -> list[str]:
                    f"{_mean_std([r['curve'][-1]['solved'] for r in rs])} | "
                    f"{_mean_std([max(c['solved'] for c in r['curve']) for r in rs])} | "
                    f"{_mean_std([r['curve'][-1]['solved'] - r['curve'][0]['solved'] for r in rs])} |")
-    out += ["", "Curves (step: CPU min, solved):"]
+    out += ["", "Curves (step: CPU min, held-out solved / training puzzles solved):"]
     for r in res["runs"]:
-        pts = ", ".join(f"{c['step']}: {c['cpu_min']:.1f}, {c['solved']:.3f}" for c in r["curve"])
+        pts = ", ".join(f"{c['step']}: {c['cpu_min']:.1f}, {c['solved']:.3f} / "
+                        f"{c.get('train_solved', float('nan')):.3f}" for c in r["curve"])
         out.append(f"- {r['method']} s{r['seed']}: {pts}")
     return out + [""]
 
@@ -160,7 +163,7 @@ def main(argv=None) -> int:
         protocol = (f"Command: {cmd}. Base model `{rel}`; configs/dllm/bgpo_sudoku.yaml "
                     "(n_t overridden) and configs/dllm/diffu_grpo_sudoku.yaml; budget = training CPU time "
                     "of the process (1 thread; evaluation excluded); eval = all 192 held-out puzzles, "
-                    "greedy decoding, strict solve rate.")
+                    "greedy decoding, strict solve rate; beside it 192 fixed training puzzles (`eval.train_prompts`).")
         if a.add and "solve" in results:
             new = {(r["method"], r["seed"]) for r in runs}
             runs = [r for r in results["solve"]["runs"] if (r["method"], r["seed"]) not in new] + runs

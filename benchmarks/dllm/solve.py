@@ -3,7 +3,9 @@
 Every (method, seed) runs the loop's step body (rollout -> reward -> advantages -> updates) from the shipped
 configs (configs/dllm/{bgpo,diffu_grpo}_sudoku.yaml) until `minutes` of TRAINING CPU time of this process
 (time.process_time with 1 torch thread: robust to other jobs sharing the CPU; evaluation excluded), evaluating
-all 192 held-out puzzles (greedy decoding) with the loop's evaluator every `eval_every` steps.
+all 192 held-out puzzles (greedy decoding) with the loop's evaluator every `eval_every` steps, and 192 fixed
+training puzzles beside them (`eval.train_prompts`: does RL improve the puzzles it trains on, and how much of
+that carries over to the held-out grids?). The final LoRA is saved as the run's last checkpoint.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ METHODS = {
 def _eval(tr, cpu_s: float, wall_s: float) -> dict:
     m = tr.evaluate(tr.step)
     row = {"step": tr.step, "cpu_min": cpu_s / 60, "wall_min": wall_s / 60,
-           "solved": m.get("eval/sudoku/solved", float("nan")), "cells": m.get("eval/sudoku", float("nan"))}
+           "solved": m.get("eval/sudoku/solved", float("nan")), "cells": m.get("eval/sudoku", float("nan")),
+           "train_solved": m.get("eval/train/sudoku/solved", float("nan"))}
     tr.logger.log({**m, "wall_time": cpu_s})
     return row
 
@@ -39,7 +42,8 @@ def run_one(method: str, seed: int, minutes: float, eval_every: int, runs_dir: s
         shutil.rmtree(run_dir)  # this benchmark's own previous output
     cfg = load_config(os.path.join(ROOT, "configs", "dllm", cfg_file),
                       [*overrides, f"model.path={model}", f"run.dir={run_dir}", f"run.seed={seed}",
-                       "train.steps=100000", "checkpoint.every=0", "run.threads=1", *(extra or [])])
+                       "train.steps=100000", "checkpoint.every=0", "run.threads=1", "eval.train_prompts=192",
+                       *(extra or [])])
     tr = Trainer(cfg, progress=False)
     tr.t0 = time.time()
     cpu_s = wall_s = 0.0
@@ -64,6 +68,7 @@ def run_one(method: str, seed: int, minutes: float, eval_every: int, runs_dir: s
                   f"(train reward {info['train/reward_mean']:.3f})", flush=True)
     if curve[-1]["step"] != tr.step:
         curve.append(_eval(tr, cpu_s, wall_s))
+    tr.checkpoint()  # the final LoRA: `genrl eval --adapter RUN/checkpoints/step_N/lora` scores it again
     tr.logger.close()
     return {"method": method, "seed": seed, "steps": tr.step, "cpu_min": cpu_s / 60, "wall_min": wall_s / 60,
             "budget_cpu_min": minutes, "stopped_by": "cpu budget" if cpu_s >= minutes * 60 else "wall cap",
