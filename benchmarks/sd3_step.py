@@ -10,11 +10,12 @@ Three arms, the same computation:
 
     legacy  what genrl did before (and the reference does): `transformer.dtype` on every forward (diffusers walks
             every module), `disable_adapters()` / `enable_adapters()` around every reference forward (a peft
-            version check through importlib.metadata plus a walk over every module, twice), and torch.no_grad for
-            the rollout's and the reference's forwards
+            version check through importlib.metadata plus a walk over every module, twice), torch.no_grad for
+            the rollout's and the reference's forwards, and peft's own LoRA Linear forward
     fast    genrl now: `module_dtype` (the first parameter's dtype), `genrl.lora.adapters_disabled` (the LoRA
-            layers are found once; one flag per layer is flipped), and torch.inference_mode for the rollout's and
-            the reference's forwards (StepContext.no_autograd)
+            layers are found once; one flag per layer is flipped), torch.inference_mode for the rollout's and
+            the reference's forwards (StepContext.no_autograd), and genrl.lean_lora's LoRA forward (the same ops
+            without peft's per-call bookkeeping)
     compiled  fast with `run.compile: true` (torch.compile of the denoiser, genrl/compile.py): the same function,
             other rounding; its compile time is reported apart (the first step, not timed)
 
@@ -119,6 +120,10 @@ def make_trainer(assets, run_dir: str, seed: int, arm: str):
         f"run.compile={str(arm == 'compiled').lower()}"])
     tr = Trainer(cfg, progress=False)
     tr.inference_mode = arm != "legacy"  # legacy: torch.no_grad for the no-grad forwards (StepContext.no_autograd)
+    if arm == "legacy":
+        from genrl.lora import make_lean
+
+        make_lean(tr.policy.transformer, False)  # peft's own LoRA forward
     return tr
 
 

@@ -133,6 +133,30 @@ def test_trainable_parameters_and_gradients(sd3_dirs):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
 
 
+def test_lora_layers_take_the_lean_forward_with_peft_results(sd3_dirs):
+    """Every LoRA Linear of the adapter's transformer uses genrl.lean_lora's forward; velocity and LoRA gradients
+    equal peft's own forward bit for bit (the layers swapped back)."""
+    from genrl.lean_lora import LeanLoraLinear
+    from genrl.lora import make_lean
+
+    policy = load_policy(sd3_dirs["clip"], lora_rank=4, max_sequence_length=8)
+    _perturb_lora(policy)
+    tr, x, cond, t = policy.transformer, _noise(policy), policy.encode(PROMPTS), torch.tensor(0.6)
+    n = sum(type(m) is LeanLoraLinear for m in tr.modules())
+    assert n == len([m for m in tr.modules() if hasattr(m, "lora_A")]) > 0
+
+    def run():
+        for q in policy.trainable_parameters():
+            q.grad = None
+        v = policy.velocity(x, t, cond)
+        v.square().mean().backward()
+        return [v.detach()] + [q.grad.clone() for q in policy.trainable_parameters()]
+
+    lean = run()
+    assert make_lean(tr, False) == n
+    assert all(torch.equal(a, b) for a, b in zip(lean, run()))
+
+
 def test_fast_adapter_disable_is_diffusers_disable(sd3_dirs):
     """genrl.lora.adapters_disabled (the reference forward's LoRA switch) gives the base model's output exactly as
     diffusers' disable_adapters() does, restores the adapter (also on an exception and when nested) and leaves the

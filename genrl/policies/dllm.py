@@ -111,10 +111,13 @@ class TransformersDLLM(MaskedLMPolicy):
         if lora_rank > 0:
             from peft import LoraConfig, get_peft_model
 
+            from genrl.lora import make_lean
+
             targets = lora_targets or "all-linear"
             model = get_peft_model(model, LoraConfig(
                 r=int(lora_rank), lora_alpha=float(lora_alpha if lora_alpha is not None else 2 * lora_rank),
                 lora_dropout=float(lora_dropout), target_modules=targets, bias="none"))
+            make_lean(model)
         else:
             model.requires_grad_(True)
         return cls(model, tok, int(mask_id), lora_rank, lora_alpha, chat_template)

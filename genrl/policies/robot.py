@@ -113,9 +113,12 @@ class PI0ActionExpert(nn.Module):
         if lora_rank > 0:
             from peft import LoraConfig, inject_adapter_in_model
 
+            from genrl.lora import make_lean
+
             lc = LoraConfig(r=lora_rank, lora_alpha=lora_alpha or 2 * lora_rank,
                             target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
             inject_adapter_in_model(lc, self.model.model.dit)
+            make_lean(self.model.model.dit)
             for n, p in self.model.model.dit.named_parameters():
                 p.requires_grad_("lora_" in n)
         else:

@@ -52,10 +52,13 @@ class ShapesPolicy(FlowPolicy):
         if lora_rank > 0:
             from peft import LoraConfig
 
+            from genrl.lora import make_lean
+
             transformer.requires_grad_(False)
             targets = list(ATTN_TARGETS) + (list(FF_TARGETS) if lora_ff else [])
             transformer.add_adapter(LoraConfig(r=lora_rank, lora_alpha=self.lora_alpha, target_modules=targets,
                                                init_lora_weights=True))
+            make_lean(transformer)
             self.reference = None
         else:
             transformer.requires_grad_(True)
