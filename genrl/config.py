@@ -82,6 +82,10 @@ class SampleConfig:
 class AdvantageConfig:
     global_std: bool = True  # normalise by the std of all rewards of the step (reference SD3 default)
     clip_max: float = 5.0  # advantages clipped to [-clip_max, clip_max]
+    # negative advantages (after clipping) are multiplied by this: 1 = as the methods publish them, 0 = learn from
+    # the better-than-average samples only (NFT's adv_mode positive_only for every method; a deviation, labelled
+    # where a shipped config uses it)
+    negative_weight: float = 1.0
     eps: float = 1e-4
     filter_zero_std: bool = True  # drop groups whose rewards are all equal (fraction logged as zero_std_ratio)
     # DAPO's dynamic sampling: up to this many extra rollout rounds per step (each groups_per_step new groups) until
@@ -384,6 +388,9 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"config key {key!r} must be >= 1, got {val}")
     if t.steps < 0:
         raise ConfigError(f"config key 'train.steps' must be >= 0, got {t.steps}")
+    if not 0.0 <= cfg.advantage.negative_weight <= 1.0:
+        raise ConfigError(f"config key 'advantage.negative_weight' must be in [0, 1] (1: the advantages as computed, "
+                          f"0: positive ones only), got {cfg.advantage.negative_weight}")
     if cfg.advantage.dynamic_sampling < 0:
         raise ConfigError(f"config key 'advantage.dynamic_sampling' must be >= 0 (extra rollout rounds), got "
                           f"{cfg.advantage.dynamic_sampling}")

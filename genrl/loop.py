@@ -417,6 +417,8 @@ class Trainer:
             )
         adv_all = torch.zeros_like(r_all)
         adv_all[good] = self.algo.advantages(r_all[good], g_all[good]).float()
+        if cfg.advantage.negative_weight != 1.0:
+            adv_all = torch.where(adv_all < 0, adv_all * cfg.advantage.negative_weight, adv_all)
         keep = good & ~zero if cfg.advantage.filter_zero_std else good.clone()
         if cfg.advantage.dynamic_sampling:  # train on groups_per_step informative groups, the earliest rounds first
             keep &= ~torch.isin(g_all, torch.unique(g_all[keep])[cfg.sample.groups_per_step:])

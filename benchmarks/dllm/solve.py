@@ -19,6 +19,10 @@ METHODS = {
     "bgpo_nt16": ("bgpo_sudoku.yaml", ["algorithm.mc_samples=16"]),
     "bgpo_nt4": ("bgpo_sudoku.yaml", ["algorithm.mc_samples=4"]),
     "diffu_grpo": ("diffu_grpo_sudoku.yaml", []),
+    # diffu-GRPO with BGPO's shipped deviation (positive advantages only): is BGPO's edge the method or the weights?
+    "diffu_grpo_pos": ("diffu_grpo_sudoku.yaml", ["advantage.negative_weight=0"]),
+    # BGPO with the advantages as published (negatives included)
+    "bgpo_nt4_all": ("bgpo_sudoku.yaml", ["algorithm.mc_samples=4", "advantage.negative_weight=1"]),
 }
 
 
