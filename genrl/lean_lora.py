@@ -55,6 +55,10 @@ class LeanLoraLinear(PeftLinear):
         return result.to(dtype)
 
 
+# the peft internals the short path reads; a peft without them keeps its own forward
+_USES = ("_active_adapter", "_disable_adapters", "merged_adapters", "lora_variant", "lora_dropout", "scaling")
+
+
 def make_lean(model: nn.Module, enabled: bool = True) -> int:
     """Swap every plain peft `lora.Linear` of `model` to `LeanLoraLinear` (enabled) or back; returns how many.
     A no-op when GENRL_LEAN_LORA=0 (enabling only)."""
@@ -63,7 +67,7 @@ def make_lean(model: nn.Module, enabled: bool = True) -> int:
     src, dst = (PeftLinear, LeanLoraLinear) if enabled else (LeanLoraLinear, PeftLinear)
     n = 0
     for m in model.modules():
-        if type(m) is src:
+        if type(m) is src and all(hasattr(m, a) for a in _USES):
             m.__class__ = dst
             n += 1
     return n
