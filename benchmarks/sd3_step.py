@@ -121,7 +121,7 @@ def make_trainer(assets, run_dir: str, seed: int, arm: str):
     tr = Trainer(cfg, progress=False)
     tr.inference_mode = arm != "legacy"  # legacy: torch.no_grad for the no-grad forwards (StepContext.no_autograd)
     if arm == "legacy":
-        from genrl.lora import make_lean
+        from genrl.lean_lora import make_lean
 
         make_lean(tr.policy.transformer, False)  # peft's own LoRA forward
     return tr

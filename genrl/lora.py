@@ -98,13 +98,6 @@ def adapters_disabled(model: nn.Module):
             m._disable_adapters = p
 
 
-def make_lean(model: nn.Module, enabled: bool = True) -> int:
-    """peft's LoRA Linear layers of `model` with a leaner, bit-identical forward (genrl/lean_lora.py)."""
-    from genrl.lean_lora import make_lean as swap
-
-    return swap(model, enabled)
-
-
 def add_lora(model: nn.Module, rank: int, alpha: float, targets: list[str], init: str | bool = "gaussian",
              adapter_name: str = "default"):
     """Inject a peft LoRA adapter into a diffusers model (PeftAdapterMixin.add_adapter); LoRA weights in fp32
@@ -118,6 +111,8 @@ def add_lora(model: nn.Module, rank: int, alpha: float, targets: list[str], init
     config = LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights=init, target_modules=list(targets))
     model.add_adapter(config, adapter_name=adapter_name)
     _TUNER_LAYERS.pop(model, None)
+    from genrl.lean_lora import make_lean
+
     make_lean(model)
     for n, p in model.named_parameters():
         if "lora_" in n:

@@ -136,8 +136,7 @@ def test_trainable_parameters_and_gradients(sd3_dirs):
 def test_lora_layers_take_the_lean_forward_with_peft_results(sd3_dirs):
     """Every LoRA Linear of the adapter's transformer uses genrl.lean_lora's forward; velocity and LoRA gradients
     equal peft's own forward bit for bit (the layers swapped back)."""
-    from genrl.lean_lora import LeanLoraLinear
-    from genrl.lora import make_lean
+    from genrl.lean_lora import LeanLoraLinear, make_lean
 
     policy = load_policy(sd3_dirs["clip"], lora_rank=4, max_sequence_length=8)
     _perturb_lora(policy)

@@ -111,7 +111,7 @@ class TransformersDLLM(MaskedLMPolicy):
         if lora_rank > 0:
             from peft import LoraConfig, get_peft_model
 
-            from genrl.lora import make_lean
+            from genrl.lean_lora import make_lean
 
             targets = lora_targets or "all-linear"
             model = get_peft_model(model, LoraConfig(

@@ -113,7 +113,7 @@ class PI0ActionExpert(nn.Module):
         if lora_rank > 0:
             from peft import LoraConfig, inject_adapter_in_model
 
-            from genrl.lora import make_lean
+            from genrl.lean_lora import make_lean
 
             lc = LoraConfig(r=lora_rank, lora_alpha=lora_alpha or 2 * lora_rank,
                             target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])

@@ -52,7 +52,7 @@ class ShapesPolicy(FlowPolicy):
         if lora_rank > 0:
             from peft import LoraConfig
 
-            from genrl.lora import make_lean
+            from genrl.lean_lora import make_lean
 
             transformer.requires_grad_(False)
             targets = list(ATTN_TARGETS) + (list(FF_TARGETS) if lora_ff else [])
