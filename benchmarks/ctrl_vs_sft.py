@@ -1,4 +1,4 @@
-"""CTRL against supervised fine-tuning with the label (the paper's comparison) on the shapes world's size condition.
+"""CTRL against supervised fine-tuning with the label (the paper's comparison) on a shapes-world attribute (size).
 
     python benchmarks/ctrl_vs_sft.py [--ctrl-run DIR] [--sft-steps 300] [--data data/shapes-size]
 
@@ -32,6 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from genrl.algorithms import Batch, register_algorithm  # noqa: E402
 from genrl.algorithms.ctrl import CTRL, CTRLConfig  # noqa: E402
 from genrl.policies.condition import get_condition  # noqa: E402
+from rewards.shapes.attributes import ATTRIBUTES  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -94,9 +95,10 @@ def curve(run_dir: str) -> list[dict]:
     seen = {r["step"]: r.get("samples_seen", 0) for r in rows if "samples_seen" in r}
     out = []
     for r in rows:
-        if "eval/shapes_size" in r:
+        key = next((f"eval/shapes_{a}" for a in ATTRIBUTES if f"eval/shapes_{a}" in r), None)
+        if key:
             out.append({"step": r["step"], "images": seen.get(r["step"], 0), "wall_min": r["wall_time"] / 60,
-                        "label_acc": r["eval/shapes_size"], "strict": r["eval/shapes/strict"],
+                        "label_acc": r[key], "strict": r["eval/shapes/strict"],
                         "p_classifier": r.get("eval/classifier")})
     return out
 
@@ -105,7 +107,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--ctrl-run", default=None, help="a finished run of configs/shapes/ctrl.yaml to reuse")
     p.add_argument("--sft-run", default=None, help="a finished SFT arm (runs/ctrl_vs_sft/sft) to reuse")
-    p.add_argument("--data", default="data/shapes-size", help="the labelled dataset (genrl.shapes.size_data)")
+    p.add_argument("--data", default="data/shapes-size", help="the labelled dataset (genrl.shapes.attribute_data)")
     p.add_argument("--sft-steps", type=int, default=300)
     p.add_argument("--sft-eval-every", type=int, default=50)
     p.add_argument("--root", default="runs/ctrl_vs_sft")
@@ -113,7 +115,10 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     if not os.path.exists(a.data):
-        raise SystemExit(f"--data {a.data} not found; render it: python -m genrl.shapes.size_data --out {a.data}")
+        raise SystemExit(
+            f"--data {a.data} not found; render it: "
+            f"python -m genrl.shapes.attribute_data --attribute size --out {a.data}"
+        )
     ctrl_dir = a.ctrl_run or run_arm([f"run.dir={a.root}/ctrl", f"run.threads={a.threads}"])
     sft_dir = a.sft_run or run_arm([f"run.dir={a.root}/sft", f"run.threads={a.threads}", "algorithm.name=ctrl_sft",
                        f"algorithm.data={a.data}", f"train.steps={a.sft_steps}", f"eval.every={a.sft_eval_every}",

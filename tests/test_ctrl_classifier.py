@@ -60,8 +60,8 @@ def test_temperature_scaling_recovers_the_temperature():
     assert abs(fit_temperature(3 * z, y) - 3.0) < 0.3  # logits 3x too sharp -> T ~ 3
 
 
-def test_jsonl_dataset_and_size_rule(tmp_path):
-    from rewards.shapes.size import SIZE_THRESHOLD, object_size, size_label
+def test_jsonl_dataset_and_attribute_rules(tmp_path):
+    from rewards.shapes.attributes import ATTRIBUTES, SIZE_THRESHOLD, attribute_for_labels, object_side, object_size
 
     img = Image.new("RGB", (32, 32), (255, 255, 255))
     big = img.copy()
@@ -75,11 +75,28 @@ def test_jsonl_dataset_and_size_rule(tmp_path):
     d = load_dataset(str(tmp_path / "d.jsonl"), 32)
     assert d.labels == ["large", "small"] and d.targets.tolist() == [0, 1] and d.rows[0]["prompt"] == "p"
     assert object_size(np.asarray(big, float) / 255) == 0.375 > SIZE_THRESHOLD
-    assert size_label(object_size(np.asarray(small, float) / 255)) == "small"
-    assert size_label(object_size(np.ones((32, 32, 3)))) is None  # nothing drawn: no label
-    out = rewards.load("shapes_size")(torch.from_numpy(np.stack([np.asarray(big), np.asarray(small)])).permute(
-        0, 3, 1, 2).float() / 255, ["p", "p"], [{"condition": "large"}, {"condition": "large"}])
+    size, side = ATTRIBUTES["size"], ATTRIBUTES["side"]
+    assert size.label(object_size(np.asarray(small, float) / 255)) == "small"
+    assert size.label(object_size(np.ones((32, 32, 3)))) is None  # nothing drawn: no label
+    batch = torch.from_numpy(np.stack([np.asarray(big), np.asarray(small)])).permute(0, 3, 1, 2).float() / 255
+    out = rewards.load("shapes_size")(batch, ["p", "p"], [{"condition": "large"}, {"condition": "large"}])
     assert out.scores.tolist() == [1.0, 0.0]
+    # side: box centres at x = 10 and 8 of 32 -> "left"; a square at x 20-28 (centre 24) -> "right"
+    right = img.copy()
+    right.paste((220, 30, 30), (20, 4, 28, 12))
+    assert object_side(np.asarray(big, float) / 255) == 10 / 32 and side.label(10 / 32) == "left"
+    two = big.copy()
+    two.paste((35, 65, 225), (22, 20, 30, 28))  # centres 10 and 26: mean 18 / 32 -> "right"
+    assert object_side(np.asarray(two, float) / 255) == 18 / 32
+    batch = torch.from_numpy(np.stack([np.asarray(x) for x in (big, right, two)])).permute(0, 3, 1, 2).float() / 255
+    out = rewards.load("shapes_side")(batch, ["p"] * 3, [{"condition": "left"}, {"condition": "left"},
+                                                         {"condition": "right"}])
+    assert out.scores.tolist() == [1.0, 0.0, 1.0] and out.details["label"] == ["left", "right", "right"]
+    assert attribute_for_labels(["right", "left"]) is side
+    with pytest.raises(ValueError, match="shapes_side: metadata.0. needs 'condition'"):
+        rewards.load("shapes_side")(batch[:1], ["p"], [{"condition": "large"}])
+    with pytest.raises(ValueError, match="no shapes-world attribute has the labels"):
+        attribute_for_labels(["up", "down"])
 
 
 def test_bad_datasets_one_line_errors_nothing_written(tmp_path, capsys):
@@ -102,3 +119,21 @@ def test_bad_datasets_one_line_errors_nothing_written(tmp_path, capsys):
     assert 'x.jsonl:2' in run(tmp_path / "x.jsonl")
     assert "not in --labels" in run(data, "--labels", "red")
     assert "not found" in run(tmp_path / "nope")
+
+
+def test_attribute_dataset_labels_match_the_rule(tmp_path):
+    from genrl.shapes.attribute_data import render_attribute_dataset
+    from rewards.shapes.attributes import ATTRIBUTES
+
+    counts = render_attribute_dataset(str(tmp_path / "d"), 12, "side")
+    rows = [json.loads(line) for line in open(tmp_path / "d" / "labels.jsonl")]
+    assert sum(counts.values()) == len(rows) >= 10 and set(counts) == {"left", "right"}
+    for r in rows:  # the saved PNG measures to the written value and label
+        img = np.asarray(Image.open(tmp_path / "d" / r["image"]), dtype=np.float64) / 255
+        assert r["image"].startswith(r["label"] + "/") and ATTRIBUTES["side"].label(r["side"]) == r["label"]
+        assert abs(ATTRIBUTES["side"].measure(img) - r["side"]) < 1e-4
+    with pytest.raises(ValueError, match="exists and is not empty"):
+        render_attribute_dataset(str(tmp_path / "d"), 12, "side")
+    with pytest.raises(ValueError, match="--attribute 'colour' is not one of"):
+        render_attribute_dataset(str(tmp_path / "e"), 12, "colour")
+    assert not (tmp_path / "e").exists()

@@ -1,4 +1,4 @@
-"""Before/after report of a CTRL run on the shapes world's size condition (docs/ctrl.md's numbers and grid).
+"""Before/after report of a CTRL run on a shapes-world condition, size or side (docs/ctrl.md's numbers and grid).
 
     python -m genrl.shapes.ctrl_report --lora runs/shapes-ctrl --out docs/ctrl_before_after.png \
         --json docs/ctrl_eval.json [--num-prompts 96] [--seed 0] [--steps 20] [--condition-scale W] \
@@ -8,8 +8,9 @@ Every held-out prompt (shapes:eval, `--num-prompts` evenly spaced) is sampled wi
 (20-step Euler ODE, no CFG; `--method ddim --noise-level 1` samples as CTRL trains, `--condition-scale W` guides over
 the condition with the NULL label as the negative), by the base (LoRA and condition off: "before") and the
 fine-tuned model ("after").
-Scores: label accuracy by the world's exact size rule (rewards/shapes/size.py) per label and overall, prompt
-strict / partial accuracy (rewards.load("shapes"), mean over prompts), mean object size. The grid: 8 prompts as
+Scores: label accuracy by the world's exact rule of the attribute whose labels the condition has
+(rewards/shapes/attributes.py) per label and overall, prompt strict / partial accuracy (rewards.load("shapes"),
+mean over prompts), the attribute's mean measure (object size or centre x). The grid: 8 prompts as
 columns; rows = the base, then one row per label of the fine-tuned model.
 """
 
@@ -37,13 +38,15 @@ def report(model: str, lora: str, num_prompts: int = 96, seed: int = 0, steps: i
     from genrl.policies.condition import condition_factory, get_condition
     from genrl.rlg import load_rlg_policy
     from genrl.shapes.generate import generate
+    from rewards.shapes.attributes import attribute_for_labels
 
     policy = load_rlg_policy(model, lora)
     emb = get_condition(policy.transformer)
     if emb is None:
         raise ValueError(f"{lora} holds no condition embedding (condition.json); pass a CTRL run")
     ps = load_prompts("shapes:eval").subset(num_prompts)
-    shapes, size = rewards.load("shapes"), rewards.load("shapes_size")
+    att = attribute_for_labels(emb.labels)
+    shapes, judge = rewards.load("shapes"), rewards.load(f"shapes_{att.name}")
     out, images = {}, {}
     for arm in ("before", "after"):
         for lab in emb.labels:
@@ -58,14 +61,15 @@ def report(model: str, lora: str, num_prompts: int = 96, seed: int = 0, steps: i
             else:
                 images[lab] = imgs
             meta = [{**m, "condition": lab} for m in ps.metadata]
-            s, z = shapes(imgs, ps.prompts, meta), size(imgs, ps.prompts, meta)
+            s, z = shapes(imgs, ps.prompts, meta), judge(imgs, ps.prompts, meta)
             out[f"{arm}/{lab}"] = {"label_acc": float(z.scores.mean()), "strict": float(s.details["strict"].mean()),
                                    "partial": float(s.details["partial"].mean()),
-                                   "size_mean": float(torch.nanmean(z.details["size"]))}
+                                   f"{att.name}_mean": float(torch.nanmean(z.details[att.name]))}
     for arm in ("before", "after"):
         rows = [out[f"{arm}/{lab}"] for lab in emb.labels]
         out[arm] = {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
     out["prompts"], out["labels"], out["seed"], out["steps"] = len(ps), emb.labels, seed, steps
+    out["attribute"] = att.name
     out["condition_scale"], out["method"], out["noise_level"] = condition_scale, method, noise_level
     return out, {"images": images, "prompts": ps.prompts}
 
