@@ -67,7 +67,9 @@ class ImageClassifier(nn.Module):
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         """Uncalibrated logits [B, n_labels] of images [B, 3, H, W] in [0, 1]."""
-        x = images.float()
+        # contiguous (NCHW): oneDNN's weight gradient of the strided 1x1 skip conv corrupts the heap on some AVX2
+        # CPUs when its input is channels-last, which images permuted from HWC arrays are (torch 2.14.1)
+        x = images.float().contiguous()
         if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
             x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
         h = self.blocks(self.stem(x * 2 - 1))

@@ -130,6 +130,26 @@ def test_gradient_reaches_lora_and_embedding_not_null(tiny, cfg_scale):
     assert groups[1]["params"] == [w] and groups[1]["lr"] == algo.config.embed_lr and len(groups[0]["params"]) > 0
 
 
+def test_condition_labels_map_into_a_classifier_with_a_reject_class(tiny, tmp_path, monkeypatch):
+    """Condition labels in another order than the classifier's classes, plus a class no label names: the loss
+    scores each image's requested label, the reject class only takes probability away."""
+    model, _ = tiny
+    torch.manual_seed(0)
+    ImageClassifier(["small", "malformed", "large"], widths=(4, 4, 4), input_size=16).save_pretrained(
+        str(tmp_path / "clf3"))
+    cfg = load_config(raw=ctrl_raw(model, str(tmp_path / "clf3"), "/nonexistent"))
+    algo = get_algorithm("ctrl")(cfg.algorithm, cfg.sample, cfg.advantage)
+    assert algo.labels == LABELS and algo.clf_index.tolist() == [2, 0]
+    logp = torch.log(torch.tensor([[0.1, 0.2, 0.7], [0.6, 0.3, 0.1]]))
+    rollout = (torch.zeros(2, 3, 16, 16), torch.zeros(2), [])
+    monkeypatch.setattr(algo, "differentiable_rollout", lambda p, mb, c: rollout)
+    monkeypatch.setattr(algo.classifier, "log_probs", lambda im: logp)
+    policy = type("P", (), {"decode": staticmethod(lambda x: x)})()
+    mb = Batch(prompts=["a", "b"], labels=torch.tensor([0, 1]))  # large, small
+    loss, _ = algo.loss(policy, mb, None)
+    assert loss.item() == pytest.approx(-(math.log(0.7 + 1e-6) + math.log(0.6 + 1e-6)) / 2)
+
+
 def test_truncation_detaches_model_outputs_but_keeps_the_path(tiny, monkeypatch):
     algo, policy, b, ctx = _algo_and_batch(tiny)
     calls = []
@@ -245,8 +265,8 @@ def test_ctrl_resume_is_exact(tiny, tmp_path):
 def test_bad_input_one_line_errors(tiny, tmp_path):
     model, clf = tiny
     run = tmp_path / "r"
-    with pytest.raises(ValueError, match="do not match the classifier"):
-        Trainer(load_config(raw=ctrl_raw(model, clf, str(run), algorithm={"labels": ["small", "large"]})))
+    with pytest.raises(ValueError, match="classes of the classifier.*unknown: \\['huge'\\]"):
+        Trainer(load_config(raw=ctrl_raw(model, clf, str(run), algorithm={"labels": ["small", "huge"]})))
     with pytest.raises(ValueError, match="filter_zero_std"):
         Trainer(load_config(raw=ctrl_raw(model, clf, str(run), advantage={"filter_zero_std": True})))
     with pytest.raises(ValueError, match="sample.method"):

@@ -125,7 +125,7 @@ def test_attribute_dataset_labels_match_the_rule(tmp_path):
     from genrl.shapes.attribute_data import render_attribute_dataset
     from rewards.shapes.attributes import ATTRIBUTES
 
-    counts = render_attribute_dataset(str(tmp_path / "d"), 12, "side")
+    counts = render_attribute_dataset(str(tmp_path / "d"), 12, "side")["render"]
     rows = [json.loads(line) for line in open(tmp_path / "d" / "labels.jsonl")]
     assert sum(counts.values()) == len(rows) >= 10 and set(counts) == {"left", "right"}
     for r in rows:  # the saved PNG measures to the written value and label
@@ -136,4 +136,31 @@ def test_attribute_dataset_labels_match_the_rule(tmp_path):
         render_attribute_dataset(str(tmp_path / "d"), 12, "side")
     with pytest.raises(ValueError, match="--attribute 'colour' is not one of"):
         render_attribute_dataset(str(tmp_path / "e"), 12, "colour")
+    assert not (tmp_path / "e").exists()
+
+
+def test_attribute_dataset_reject_class_with_generated_samples(tmp_path):
+    """--reject-class labels every image that is not well formed (here: most samples of an untrained model), and
+    --generate adds model samples tagged with their source; renders keep the attribute rule."""
+    from loop_helpers import tiny_shapes_model
+
+    from genrl.shapes.attribute_data import render_attribute_dataset
+    from rewards.shapes.attributes import ATTRIBUTES, well_formed
+
+    model = tiny_shapes_model(str(tmp_path / "base"))
+    counts = render_attribute_dataset(str(tmp_path / "d"), 8, "size", reject="malformed", generate=("base",),
+                                      num_generated=6, model=model, steps=2)
+    rows = [json.loads(line) for line in open(tmp_path / "d" / "labels.jsonl")]
+    assert [r["source"] for r in rows].count("base") == sum(counts["base"].values()) == 6  # never skipped
+    assert counts["base"]["malformed"] >= 1
+    for r in rows:
+        img = np.asarray(Image.open(tmp_path / "d" / r["image"]), dtype=np.float64) / 255
+        assert r["image"].startswith(r["label"] + "/")
+        assert (r["label"] == "malformed") == (not well_formed(img))
+        if r["label"] != "malformed":
+            assert ATTRIBUTES["size"].label(ATTRIBUTES["size"].measure(img)) == r["label"]
+    with pytest.raises(ValueError, match="--reject-class 'large' is one of the size labels"):
+        render_attribute_dataset(str(tmp_path / "e"), 8, "size", reject="large")
+    with pytest.raises(FileNotFoundError, match="--generate 'nope' does not exist"):
+        render_attribute_dataset(str(tmp_path / "e"), 8, "size", reject="x", generate=("nope",), num_generated=2)
     assert not (tmp_path / "e").exists()

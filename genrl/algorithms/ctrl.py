@@ -88,7 +88,8 @@ class CTRLConfig(AlgorithmConfig):
 
     name: str = "ctrl"
     classifier: str = ""  # directory written by `genrl classifier` (rewards.classifier.ImageClassifier)
-    labels: list[str] | None = None  # the new condition's labels; None = the classifier's classes (must match them)
+    labels: list[str] | None = None  # the new condition's labels, classes of the classifier; None = all its classes
+    # (a class no label names, e.g. a "malformed" reject class, only takes probability away from every label)
     label_probs: list[float] | None = None  # y ~ Categorical(label_probs); None = uniform (reference: uniform)
     loss_coeff: float = 0.1  # weight of -log p(y | x0)
     kl_weight: float = 0.01  # weight of the summed per-step KL (mean over dims)
@@ -125,11 +126,13 @@ class CTRL(Algorithm):
             raise ValueError("algorithm.classifier is required: a directory from `genrl classifier --data DIR --out "
                              "DIR` (the offline-trained p(y | x))")
         self.classifier = ImageClassifier.from_pretrained(config.classifier)
-        labels = list(config.labels) if config.labels is not None else list(self.classifier.labels)
-        if [str(x) for x in labels] != self.classifier.labels:
-            raise ValueError(f"algorithm.labels {labels} do not match the classifier's classes "
-                             f"{self.classifier.labels} ({config.classifier}); use the same labels in the same order")
+        labels = [str(x) for x in config.labels] if config.labels is not None else list(self.classifier.labels)
+        unknown = sorted(set(labels) - set(self.classifier.labels))
+        if unknown or len(set(labels)) != len(labels) or len(labels) < 2:
+            raise ValueError(f"algorithm.labels {labels} must be two or more distinct classes of the classifier "
+                             f"{self.classifier.labels} ({config.classifier}); unknown: {unknown}")
         self.labels = labels
+        self.clf_index = self.classifier.label_index(labels)  # condition id -> classifier class
         probs = config.label_probs if config.label_probs is not None else [1.0] * len(labels)
         if len(probs) != len(labels) or any(p < 0 for p in probs) or sum(probs) <= 0:
             raise ValueError(f"algorithm.label_probs {probs} must give one weight >= 0 per label {labels}")
@@ -237,7 +240,7 @@ class CTRL(Algorithm):
         x0, kl_sum, schedule = self.differentiable_rollout(policy, mb, ctx)
         images = policy.decode(x0)
         logp = self.classifier.log_probs(images.float())
-        y = mb.labels.to(logp.device)
+        y = self.clf_index.to(logp.device)[mb.labels.to(logp.device)]
         log_p_y = logp.gather(1, y[:, None])[:, 0]
         loss, metrics = ctrl_loss(log_p_y, kl_sum, cfg.loss_coeff, cfg.kl_weight)
         metrics["clf_acc"] = (logp.argmax(1) == y).float().mean().item()

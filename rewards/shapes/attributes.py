@@ -7,7 +7,8 @@ Each attribute is a measure of the detected objects (detect.py's boxes) and a th
   side: mean over objects of the box centre's x / image width (0 = left edge); "left" if < 0.5 else "right".
         The renderer places objects uniformly, so renders split 49% / 51% (4000 train-split renders, seed 0).
 No detected object -> no label (never correct). With labels requested 50/50 independently of the image, any
-image-blind model scores 0.5 on either attribute.
+image-blind model scores 0.5 on either attribute. `well_formed` (an object, and every object of a known shape) is
+the rule behind the optional reject class of CTRL's classifier data (genrl.shapes.attribute_data --reject-class).
 
 `rewards.load("shapes_size")` / `rewards.load("shapes_side")`(images, prompts, metadata=[{"condition": label}, ...])
 -> scores 1/0 (the image's label equals the requested one), details <attribute> (the measure, NaN without objects)
@@ -30,21 +31,28 @@ from rewards.shapes.detect import detect
 SIZE_THRESHOLD = 0.31  # fraction of the image side; at 32 px: boxes of >= 10 px are "large"
 
 
-def object_size(image: np.ndarray) -> float:
-    """Mean detected object side / image side of one RGB float [H, W, 3] image in [0, 1]; NaN without objects."""
+def _mean_over_objects(image: np.ndarray, value: Callable[[tuple, int], float]) -> float:
+    """Mean of value(box, image side) over the detected objects of one RGB float [H, W, 3] image; NaN without any."""
     objs = detect(image)
     if not objs:
         return float("nan")
-    side = image.shape[1]
-    return float(np.mean([((o.box[2] - o.box[0]) + (o.box[3] - o.box[1])) / 2 / side for o in objs]))
+    return float(np.mean([value(o.box, image.shape[1]) for o in objs]))
+
+
+def object_size(image: np.ndarray) -> float:
+    """Mean detected object side / image side of one RGB float [H, W, 3] image in [0, 1]; NaN without objects."""
+    return _mean_over_objects(image, lambda b, w: ((b[2] - b[0]) + (b[3] - b[1])) / 2 / w)
 
 
 def object_side(image: np.ndarray) -> float:
     """Mean detected box centre x / image width of one RGB float [H, W, 3] image; NaN without objects."""
+    return _mean_over_objects(image, lambda b, w: (b[0] + b[2]) / 2 / w)
+
+
+def well_formed(image: np.ndarray) -> bool:
+    """At least one detected object, and every detected object has a known shape (detect.py's template fit)."""
     objs = detect(image)
-    if not objs:
-        return float("nan")
-    return float(np.mean([(o.box[0] + o.box[2]) / 2 for o in objs])) / image.shape[1]
+    return bool(objs) and all(o.shape != "unknown" for o in objs)
 
 
 @dataclass(frozen=True)
@@ -108,4 +116,3 @@ class ShapesSizeReward(_AttributeReward):
 class ShapesSideReward(_AttributeReward):
     name = "shapes_side"
     attribute = ATTRIBUTES["side"]
-
