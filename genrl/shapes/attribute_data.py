@@ -96,11 +96,12 @@ def render_attribute_dataset(out: str, num: int, attribute: str = "size", seed: 
     with open(os.path.join(out, "labels.jsonl"), "w") as f:
 
         def write(name: str, image: np.ndarray, prompt: str, source: str, extra: dict) -> None:
-            lab, v = _label(att, image, reject)
+            pixels = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)  # label what the PNG holds
+            lab, v = _label(att, pixels / 255.0, reject)
             if lab is None:
                 return
             rel = os.path.join(lab, name)
-            Image.fromarray((np.clip(image, 0, 1) * 255).round().astype(np.uint8)).save(os.path.join(out, rel))
+            Image.fromarray(pixels).save(os.path.join(out, rel))
             counts[source][lab] += 1
             f.write(json.dumps({"image": rel, "label": lab, "prompt": prompt, "source": source,
                                 attribute: None if v != v else round(v, 4), **extra}) + "\n")
