@@ -29,10 +29,13 @@ import numpy as np
 
 
 def _label(att, image: np.ndarray, reject: str | None) -> tuple[str | None, float]:
-    from rewards.shapes.attributes import well_formed
+    """(label, measure) of one image from a single detection; `reject` where it is not well formed (if given)."""
+    from rewards.shapes.attributes import objects_well_formed
+    from rewards.shapes.detect import detect
 
-    v = att.measure(image)
-    if reject is not None and not well_formed(image):
+    objs = detect(image)
+    v = att.measure_objects(objs, image.shape[1])
+    if reject is not None and not objects_well_formed(objs):
         return reject, v
     return att.label(v), v
 

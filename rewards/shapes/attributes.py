@@ -31,36 +31,51 @@ from rewards.shapes.detect import detect
 SIZE_THRESHOLD = 0.31  # fraction of the image side; at 32 px: boxes of >= 10 px are "large"
 
 
-def _mean_over_objects(image: np.ndarray, value: Callable[[tuple, int], float]) -> float:
-    """Mean of value(box, image side) over the detected objects of one RGB float [H, W, 3] image; NaN without any."""
-    objs = detect(image)
+def _mean_over_boxes(objs: list, side: int, value: Callable[[tuple, int], float]) -> float:
+    """Mean of value(box, image side) over detected objects; NaN without any."""
     if not objs:
         return float("nan")
-    return float(np.mean([value(o.box, image.shape[1]) for o in objs]))
+    return float(np.mean([value(o.box, side) for o in objs]))
+
+
+def _size_of(objs: list, side: int) -> float:
+    return _mean_over_boxes(objs, side, lambda b, w: ((b[2] - b[0]) + (b[3] - b[1])) / 2 / w)
+
+
+def _centre_x_of(objs: list, side: int) -> float:
+    return _mean_over_boxes(objs, side, lambda b, w: (b[0] + b[2]) / 2 / w)
+
+
+def objects_well_formed(objs: list) -> bool:
+    """At least one object, and every object has a known shape (detect.py's template fit)."""
+    return bool(objs) and all(o.shape != "unknown" for o in objs)
 
 
 def object_size(image: np.ndarray) -> float:
     """Mean detected object side / image side of one RGB float [H, W, 3] image in [0, 1]; NaN without objects."""
-    return _mean_over_objects(image, lambda b, w: ((b[2] - b[0]) + (b[3] - b[1])) / 2 / w)
+    return _size_of(detect(image), image.shape[1])
 
 
 def object_side(image: np.ndarray) -> float:
     """Mean detected box centre x / image width of one RGB float [H, W, 3] image; NaN without objects."""
-    return _mean_over_objects(image, lambda b, w: (b[0] + b[2]) / 2 / w)
+    return _centre_x_of(detect(image), image.shape[1])
 
 
 def well_formed(image: np.ndarray) -> bool:
-    """At least one detected object, and every detected object has a known shape (detect.py's template fit)."""
-    objs = detect(image)
-    return bool(objs) and all(o.shape != "unknown" for o in objs)
+    """objects_well_formed of one RGB float [H, W, 3] image's detected objects."""
+    return objects_well_formed(detect(image))
 
 
 @dataclass(frozen=True)
 class Attribute:
     name: str
     labels: tuple[str, str]  # (below the threshold, at or above it)
-    measure: Callable[[np.ndarray], float]
+    measure_objects: Callable[[list, int], float]  # (detected objects, image side) -> the measure
     threshold: float
+
+    def measure(self, image: np.ndarray) -> float:
+        """The measure of one RGB float [H, W, 3] image; NaN without objects."""
+        return self.measure_objects(detect(image), image.shape[1])
 
     def label(self, value: float) -> str | None:
         if not math.isfinite(value):
@@ -69,8 +84,8 @@ class Attribute:
 
 
 ATTRIBUTES = {
-    "size": Attribute("size", ("small", "large"), object_size, SIZE_THRESHOLD),
-    "side": Attribute("side", ("left", "right"), object_side, 0.5),
+    "size": Attribute("size", ("small", "large"), _size_of, SIZE_THRESHOLD),
+    "side": Attribute("side", ("left", "right"), _centre_x_of, 0.5),
 }
 
 
